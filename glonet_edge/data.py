@@ -1,0 +1,140 @@
+"""Data sources (numpy only): scikit-learn digits / diabetes, any .npz with X and y, and
+CIFAR-10 from a local directory in its binary format (never the pickle format).
+
+Arrays keep the shape and units the source gives (digits: 1x8x8 pixels 0..16; CIFAR-10:
+3x32x32 bytes as float 0..255): normalisation lives in the model, and so in every graph.
+The train/validation split is a deterministic function of the seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+
+BUILTIN = ("digits", "diabetes")
+CIFAR_RECORD = 1 + 3 * 32 * 32
+
+
+@dataclass
+class Dataset:
+    name: str
+    task: str  # "classification" | "regression"
+    num_outputs: int
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+    @property
+    def input_shape(self) -> list[int]:
+        return list(self.x_train.shape[1:])
+
+    @property
+    def metric_name(self) -> str:
+        return "accuracy" if self.task == "classification" else "r2"
+
+
+def score(task: str, y_pred: np.ndarray, y_true: np.ndarray) -> float:
+    """Accuracy for classification (argmax of logits), R^2 for regression: higher is better."""
+    if task == "classification":
+        return float(np.mean(np.argmax(y_pred, axis=1) == y_true))
+    y_pred = y_pred.reshape(y_true.shape)
+    ss_res = float(np.sum((y_true - y_pred) ** 2))
+    ss_tot = float(np.sum((y_true - y_true.mean(axis=0)) ** 2)) or 1.0
+    return 1.0 - ss_res / ss_tot
+
+
+def _split(x: np.ndarray, y: np.ndarray, seed: int, val_fraction: float):
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    perm = np.random.default_rng(seed).permutation(len(x))
+    n_val = max(1, int(round(len(x) * val_fraction)))
+    val, train = perm[:n_val], perm[n_val:]
+    return x[train], y[train], x[val], y[val]
+
+
+def _check_finite(name: str, x: np.ndarray, y: np.ndarray) -> None:
+    for label, arr in (("X", x), ("y", y)):
+        if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+            bad = int(np.sum(~np.isfinite(arr)))
+            raise ConfigError(f"data set {name}: {label} contains {bad} NaN/Inf values; clean or impute them first.")
+
+
+def _from_arrays(name: str, x: np.ndarray, y: np.ndarray, seed: int, val_fraction: float) -> Dataset:
+    """Integer labels make a classification task, float targets a regression task."""
+    if x.ndim < 2 or len(x) != len(y):
+        raise ConfigError(f"data set {name}: X must be (N, ...) with N == len(y); got X {x.shape}, y {y.shape}")
+    if len(x) < 4:
+        raise ConfigError(f"data set {name}: only {len(x)} samples; need at least 4 to split train/validation")
+    if not (np.issubdtype(x.dtype, np.number) and np.issubdtype(y.dtype, np.number)):
+        raise ConfigError(f"data set {name}: X and y must be numeric, got {x.dtype} and {y.dtype}")
+    _check_finite(name, x, y)
+    x = x.astype(np.float32)
+    if np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_):
+        if y.min() < 0:
+            raise ConfigError(f"data set {name}: class labels must be 0..C-1, found {int(y.min())}")
+        y = y.astype(np.int64).reshape(-1)
+        task, num_outputs = "classification", int(y.max()) + 1
+    else:
+        y = y.astype(np.float32).reshape(len(y), -1)
+        task, num_outputs = "regression", y.shape[1]
+    return Dataset(name, task, num_outputs, *_split(x, y, seed, val_fraction))
+
+
+def _load_cifar10(directory: Path) -> Dataset:
+    def read(files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for f in files:
+            raw = np.fromfile(f, dtype=np.uint8)
+            if raw.size == 0 or raw.size % CIFAR_RECORD:
+                raise ConfigError(f"{f} is not a CIFAR-10 binary batch ({raw.size} bytes is not a multiple of "
+                                  f"{CIFAR_RECORD}); it is truncated or in another format")
+            rec = raw.reshape(-1, CIFAR_RECORD)
+            ys.append(rec[:, 0].astype(np.int64))
+            xs.append(rec[:, 1:].reshape(-1, 3, 32, 32).astype(np.float32))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    train_files = sorted(directory.glob("data_batch_*.bin"))
+    test_file = directory / "test_batch.bin"
+    if not train_files or not test_file.is_file():
+        raise ConfigError(f"{directory} has no CIFAR-10 binary files (data_batch_1.bin ... and test_batch.bin); "
+                          "point --dataset at the extracted 'cifar-10-batches-bin' directory")
+    x_train, y_train = read(train_files)
+    x_val, y_val = read([test_file])
+    if y_train.max() > 9 or y_val.max() > 9:
+        raise ConfigError(f"{directory}: labels above 9 found; not CIFAR-10 binary data")
+    return Dataset("cifar10", "classification", 10, x_train, y_train, x_val, y_val)
+
+
+def load_dataset(spec: str, seed: int = 0, val_fraction: float = 0.2) -> Dataset:
+    """`digits`, `diabetes`, a path to an .npz with X and y, or a CIFAR-10 binary directory."""
+    if spec == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        return _from_arrays("digits", d.images[:, None].astype(np.float32), d.target.astype(np.int64), seed, val_fraction)
+    if spec == "diabetes":
+        from sklearn.datasets import load_diabetes
+
+        d = load_diabetes()
+        return _from_arrays("diabetes", d.data.astype(np.float32), d.target.astype(np.float32), seed, val_fraction)
+    path = Path(spec)
+    if path.is_dir():
+        return _load_cifar10(path)
+    if path.suffix == ".npz" and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if "X" not in z or "y" not in z:
+                    raise ConfigError(f"{path} must contain arrays named 'X' and 'y'; it has {sorted(z.files)}")
+                x, y = z["X"], z["y"]
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(f"{path} could not be read as an .npz without pickle ({exc}); save it with np.savez") from exc
+        return _from_arrays(path.stem, x, y, seed, val_fraction)
+    raise ConfigError(f"unknown data set {spec!r}: use one of {', '.join(BUILTIN)}, a path to an .npz with X and y, "
+                      "or a directory with CIFAR-10 binary batches")

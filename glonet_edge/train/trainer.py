@@ -1,0 +1,179 @@
+"""Training loop: one process, or data-parallel under `torchrun` (DDP; gloo on CPU, nccl on GPU)."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data import Dataset, load_dataset, score
+from ..errors import ConfigError
+from .checkpoint import RunConfig, RunMetrics, save_checkpoint
+from .models import DepthModel, ModelConfig, create_model
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 2e-3
+    optimizer: str = "adam"  # or "sgd" (momentum 0.9)
+    schedule: str = "cosine"  # or "none"
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "auto"  # "cpu" | "cuda" | "auto"
+    grad_clip: float = 5.0
+
+    def validate(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("epochs and batch_size must be >= 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.schedule not in ("cosine", "none"):
+            raise ConfigError(f"schedule must be 'cosine' or 'none', got {self.schedule!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+
+
+def _dist_info() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world
+
+
+def _device(settings: TrainSettings) -> torch.device:
+    if settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def loss_fn(model: DepthModel, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if model.config.task == "classification":
+        return F.cross_entropy(pred, y)
+    # Regression: compare in standardised units so the loss scale does not depend on the target's.
+    return F.mse_loss((pred - model.target_mean) / model.target_std, (y - model.target_mean) / model.target_std)
+
+
+@torch.no_grad()
+def score_by_depth(model: DepthModel, x: np.ndarray, y: np.ndarray, batch: int = 512) -> dict[str, float]:
+    """Validation score at every depth 1..L from one pass per batch."""
+    model.eval()
+    device = next(model.parameters()).device
+    preds: list[list[np.ndarray]] = [[] for _ in range(model.num_blocks)]
+    for i in range(0, len(x), batch):
+        outs = model.forward_all(torch.from_numpy(x[i:i + batch]).to(device))
+        for k, o in enumerate(outs):
+            preds[k].append(o.float().cpu().numpy())
+    return {str(k + 1): score(model.config.task, np.concatenate(p), y) for k, p in enumerate(preds)}
+
+
+def train_model(model: DepthModel, data: Dataset, settings: TrainSettings, progress: bool = True,
+                desc: str = "train") -> RunMetrics:
+    """Train in place; returns metrics with the validation score at every depth."""
+    settings.validate()
+    rank, world = _dist_info()
+    distributed = world > 1
+    device = _device(settings)
+    torch.manual_seed(settings.seed)
+    x_train = torch.from_numpy(data.x_train)
+    y_train = torch.from_numpy(data.y_train)
+    model.fit_normalisation(x_train, y_train)
+    model.to(device)
+    net: torch.nn.Module = model
+    if distributed:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    params = model.parameters()
+    if settings.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=settings.lr, momentum=0.9, weight_decay=settings.weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(x_train) / world / settings.batch_size))
+    total = settings.epochs * steps_per_epoch
+    sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+             if settings.schedule == "cosine" else None)
+    x_train, y_train = x_train.to(device), y_train.to(device)
+    gen = torch.Generator().manual_seed(settings.seed)
+    metrics = RunMetrics(data.metric_name, {})
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=settings.epochs, desc=desc, unit="epoch", leave=False)
+    try:
+        for epoch in range(settings.epochs):
+            model.train()
+            # Same permutation on every rank (same generator seed), each rank takes its slice.
+            perm = torch.randperm(len(x_train), generator=gen)[rank::world].to(device)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            loss_sum, n = 0.0, 0
+            for i in range(steps_per_epoch):
+                idx = perm[i * settings.batch_size:(i + 1) * settings.batch_size]
+                if len(idx) == 0:
+                    continue
+                loss = loss_fn(model, net(x_train[idx]), y_train[idx])
+                if not torch.isfinite(loss):
+                    raise ConfigError(f"training diverged (loss {loss.item()}) at epoch {epoch + 1}; lower --lr")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if settings.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+                opt.step()
+                if sched:
+                    sched.step()
+                loss_sum += float(loss.detach()) * len(idx)
+                n += len(idx)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            metrics.seconds_per_epoch.append(time.perf_counter() - start)
+            val = score_by_depth(model, data.x_val, data.y_val)[str(model.num_blocks)]
+            metrics.curve.append({"epoch": epoch + 1, "train_loss": loss_sum / max(n, 1), "val_score": val})
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss_sum / max(n, 1):.4f}", **{data.metric_name: f"{val:.4f}"})
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    metrics.score_by_depth = score_by_depth(model, data.x_val, data.y_val)
+    model.cpu().eval()
+    return metrics
+
+
+def train_run(model_name: str, depth: int, dataset: str, out: str | Path | None, width: int = 32,
+              options: dict | None = None, settings: TrainSettings | None = None, val_fraction: float = 0.2,
+              progress: bool = True) -> tuple[DepthModel, RunMetrics]:
+    """`glonet train`: load data, build the model from the registry, train, save RUN (rank 0)."""
+    settings = settings or TrainSettings()
+    settings.validate()
+    data = load_dataset(dataset, seed=settings.seed, val_fraction=val_fraction)
+    spec = str(Path(dataset).resolve()) if dataset not in ("digits", "diabetes") else dataset
+    torch.manual_seed(settings.seed)
+    config = ModelConfig(model_name, depth, data.input_shape, data.num_outputs, data.task, width, dict(options or {}))
+    model = create_model(config)
+    metrics = train_model(model, data, settings, progress=progress, desc=f"{model_name} d={depth}")
+    rank, world = _dist_info()
+    run_config = RunConfig(config, {"dataset": spec, "seed": settings.seed, "val_fraction": val_fraction},
+                           {**asdict(settings), "world_size": world})
+    if out is not None and rank == 0:
+        save_checkpoint(out, run_config, model, metrics)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    return model, metrics
