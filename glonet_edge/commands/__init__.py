@@ -1,0 +1,1 @@
+"""One module per `glonet` command: `add_parser(subparsers)` and `run(args)`."""

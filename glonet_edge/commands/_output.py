@@ -1,0 +1,50 @@
+"""Shared result output: JSON next to the artifacts, `--json` on stdout, a plain table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..fileio import atomic_write_json
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout (no table)")
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    if not rows:
+        return "(no rows)"
+    columns = list(columns or rows[0].keys())
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        if v is None:
+            return "-"
+        return str(v)
+
+    body = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, widths))  # noqa: E731
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, body)])
+
+
+def emit(args: argparse.Namespace, result: Any, table_rows: Sequence[dict[str, Any]] | None = None,
+         columns: Sequence[str] | None = None, out_file: str | Path | None = None, title: str | None = None) -> None:
+    """Write `result` to out_file (if given), then print JSON (--json) or a table + where it went."""
+    if out_file is not None:
+        atomic_write_json(out_file, result)
+    if getattr(args, "json", False):
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    if title:
+        print(title)
+    if table_rows is not None:
+        print(format_table(table_rows, columns))
+    if out_file is not None:
+        print(f"results written to {out_file}")
