@@ -45,11 +45,14 @@ class Artifact:
     sha256: str
     bytes: int
     extra: dict[str, Any] = field(default_factory=dict)  # target metadata, e.g. TRT version
+    # Side files the main file needs (an IR's .bin, ONNX external data): [{path, sha256, bytes}]
+    companions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        if not self.extra:
-            d.pop("extra")
+        for key in ("extra", "companions"):
+            if not d[key]:
+                d.pop(key)
         return d
 
     @classmethod
@@ -62,29 +65,42 @@ class Artifact:
                 f"artifact sha256 {d['sha256']!r} is not 64 lowercase hex digits")
         extra = d.get("extra", {})
         _expect(isinstance(extra, dict), "artifact 'extra' must be an object")
-        return cls(d["format"], d["precision"], d["path"], d["sha256"], d["bytes"], dict(extra))
+        companions = d.get("companions", [])
+        _expect(isinstance(companions, list), "artifact 'companions' must be a list")
+        for c in companions:
+            _expect(isinstance(c, dict) and isinstance(c.get("path"), str) and isinstance(c.get("sha256"), str)
+                    and _is_int(c.get("bytes")), f"companion entry {c!r} needs path, sha256 and bytes")
+        return cls(d["format"], d["precision"], d["path"], d["sha256"], d["bytes"], dict(extra),
+                   [dict(c) for c in companions])
 
     @classmethod
     def from_file(cls, bundle_dir: str | Path, path: Path, format: str, precision: str,
-                  extra: dict[str, Any] | None = None) -> "Artifact":
-        rel = Path(path).resolve().relative_to(Path(bundle_dir).resolve()).as_posix()
-        return cls(format, precision, rel, sha256_file(path), Path(path).stat().st_size, dict(extra or {}))
+                  extra: dict[str, Any] | None = None, companions: list[Path] = ()) -> "Artifact":
+        root = Path(bundle_dir).resolve()
+        rel = lambda p: Path(p).resolve().relative_to(root).as_posix()  # noqa: E731
+        return cls(format, precision, rel(path), sha256_file(path), Path(path).stat().st_size, dict(extra or {}),
+                   [{"path": rel(c), "sha256": sha256_file(c), "bytes": Path(c).stat().st_size} for c in companions])
 
     def resolve(self, bundle_dir: str | Path, verify: bool = True) -> Path:
-        """Absolute path of the artifact inside the bundle, checked against size and sha256."""
-        p = confined_path(bundle_dir, self.path)
-        if not p.is_file():
-            raise ArtifactError(f"artifact {self.path} listed in the manifest is missing from {bundle_dir}; "
-                                "re-run the stage that makes it (export / quantize / compile).")
-        if verify:
-            size = p.stat().st_size
-            if size != self.bytes:
-                raise ArtifactError(f"artifact {self.path} has {size} bytes, the manifest says {self.bytes}: "
-                                    "it was truncated or replaced; re-run the stage that makes it.")
-            if sha256_file(p) != self.sha256:
-                raise ArtifactError(f"artifact {self.path} fails its sha256 check (corrupt or swapped); "
-                                    "re-run the stage that makes it.")
-        return p
+        """Absolute path of the artifact inside the bundle; it and its companions are checked
+        against the recorded size and sha256."""
+        files = [(self.path, self.bytes, self.sha256)] + [(c["path"], c["bytes"], c["sha256"]) for c in self.companions]
+        resolved = []
+        for rel, nbytes, digest in files:
+            p = confined_path(bundle_dir, rel)
+            if not p.is_file():
+                raise ArtifactError(f"artifact {rel} listed in the manifest is missing from {bundle_dir}; "
+                                    "re-run the stage that makes it (export / quantize / compile).")
+            if verify:
+                size = p.stat().st_size
+                if size != nbytes:
+                    raise ArtifactError(f"artifact {rel} has {size} bytes, the manifest says {nbytes}: "
+                                        "it was truncated or replaced; re-run the stage that makes it.")
+                if sha256_file(p) != digest:
+                    raise ArtifactError(f"artifact {rel} fails its sha256 check (corrupt or swapped); "
+                                        "re-run the stage that makes it.")
+            resolved.append(p)
+        return resolved[0]
 
 
 def _artifacts_from_json(items: Any, where: str) -> list[Artifact]:
