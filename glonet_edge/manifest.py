@@ -32,7 +32,10 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_number(v: Any) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+    # Ints are bounded by hand: math.isfinite(10**400) raises OverflowError.
+    if isinstance(v, int) and not isinstance(v, bool):
+        return abs(v) < 2**1023
+    return isinstance(v, float) and math.isfinite(v)
 
 
 @dataclass

@@ -22,13 +22,15 @@ from .models import DepthModel, ModelConfig, create_model
 class TrainSettings:
     epochs: int = 40
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 1e-3
     optimizer: str = "adam"  # or "sgd" (momentum 0.9)
     schedule: str = "cosine"  # or "none"
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "auto"  # "cpu" | "cuda" | "auto"
     grad_clip: float = 5.0
+    # Weight of the mean loss over every shallower cut (0 = the paper's plain training).
+    cut_loss: float = 1.0
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -126,7 +128,12 @@ def train_model(model: DepthModel, data: Dataset, settings: TrainSettings, progr
                 idx = perm[i * settings.batch_size:(i + 1) * settings.batch_size]
                 if len(idx) == 0:
                     continue
-                loss = loss_fn(model, net(x_train[idx]), y_train[idx])
+                if settings.cut_loss > 0:
+                    outs = net(x_train[idx], all_depths=True)
+                    cuts = torch.stack([loss_fn(model, o, y_train[idx]) for o in outs[:-1]]).mean() if len(outs) > 1 else 0.0
+                    loss = loss_fn(model, outs[-1], y_train[idx]) + settings.cut_loss * cuts
+                else:
+                    loss = loss_fn(model, net(x_train[idx]), y_train[idx])
                 if not torch.isfinite(loss):
                     raise ConfigError(f"training diverged (loss {loss.item()}) at epoch {epoch + 1}; lower --lr")
                 opt.zero_grad(set_to_none=True)

@@ -135,7 +135,9 @@ class DepthModel(nn.Module):
             raise ConfigError(f"input has shape {tuple(x.shape)}, expected (batch, {', '.join(map(str, expected))}); "
                               "reshape the data to the model's input_shape.")
 
-    def forward(self, x: torch.Tensor, depth: int | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, depth: int | None = None, all_depths: bool = False):
+        if all_depths:
+            return self.forward_all(x)
         depth = self.check_depth(depth)
         self.check_input(x)
         state = self.embed(x)

@@ -1,0 +1,253 @@
+"""`export_bundle`: checkpoint -> BUNDLE/ with the depth family, the segment chain and a
+checksummed manifest (DESIGN.md "Bundle", "Segment chain").
+
+    BUNDLE/manifest.json
+    BUNDLE/onnx/depth_008.onnx           one graph per exported depth, dynamic batch
+    BUNDLE/onnx/family.fp32.bin          only with shared_weights: the family's weights, once
+    BUNDLE/segments/segment_00.onnx ...  the anytime chain, cut at the exported depths
+    BUNDLE/export.json                   what export measured: scores, errors, bytes, seconds
+
+Only the depth graphs can share a weights file: the segments already store every block
+once, and an external-data location may not leave the model's directory ("..").
+
+The whole bundle is built in a staging directory and swapped in only after every graph
+passed the checker and matched torch on held-out data, so a failure at any point leaves
+the previous bundle (or nothing) in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..data import load_dataset, score
+from ..errors import ConfigError
+from ..fileio import atomic_write_json, staged_directory
+from ..manifest import MANIFEST_NAME, Artifact, BundleManifest, DepthEntry, SegmentEntry
+from ..train.checkpoint import Checkpoint, load_checkpoint
+from ..train.models.base import DepthModel, params_and_macs
+from . import onnx_export
+from .select import DEFAULT_STEP, resolve_depths
+from .verify import verify_family
+
+REPORT_NAME = "export.json"
+FAMILY_WEIGHTS = "family.fp32.bin"
+# Tensors under 1 KiB (biases, norms) stay inside each graph: padding them to the 4 KiB
+# alignment would cost more than storing them once per graph.
+SHARE_THRESHOLD = 1024
+ALIGN = 4096  # external data offsets aligned for mmap (ONNX ExternalData.md)
+MIN_OPSET, MAX_OPSET = 13, 20  # 13: per-channel QDQ for the quantize stage; 20: legacy exporter's top
+
+
+def depth_graph_path(bundle: Path, depth: int) -> Path:
+    return bundle / "onnx" / f"depth_{depth:03d}.onnx"
+
+
+def segment_path(bundle: Path, index: int) -> Path:
+    return bundle / "segments" / f"segment_{index:02d}.onnx"
+
+
+def export_bundle(run_dir: str | Path, out_dir: str | Path, depths: str | Sequence[int] = "all", opset: int = 17,
+                  segments: bool | Sequence[int] = True, progress: bool = True, shared_weights: bool = False,
+                  dataset: str | None = None, step: float = DEFAULT_STEP) -> BundleManifest:
+    """Export the checkpoint in `run_dir` as a bundle at `out_dir` and return its manifest.
+
+    depths: "all", "auto" (Pareto front of score vs MACs in `step`s, see select.py) or a list.
+    segments: True cuts the chain at the exported depths, False writes none, a list gives
+    the cut points. shared_weights: the depth graphs keep their weights in one shared,
+    deduplicated file instead of each carrying its own copy. dataset: where to reload the
+    held-out split when the path in the checkpoint's config does not exist on this machine.
+    """
+    started = time.perf_counter()
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    _check_out_dir(out_dir, run_dir)
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ConfigError(f"opset must be an int in {MIN_OPSET}..{MAX_OPSET} (TensorRT 8.5 on JetPack 5 parses <= 17), "
+                          f"got {opset!r}")
+    ckpt = load_checkpoint(run_dir)
+    model = ckpt.model.eval()
+    cfg = ckpt.config.model
+    x_val, y_val, data_spec = _validation_split(ckpt, dataset)
+    reference = _reference_outputs(model, x_val)
+    cost = {d: params_and_macs(model, d) for d in range(1, cfg.depth + 1)}
+    if ckpt.metrics is not None:
+        train_scores = {int(k): v for k, v in ckpt.metrics.score_by_depth.items()}
+    else:  # no metrics.json: the same held-out split, scored with torch here
+        train_scores = {d: score(cfg.task, reference[d - 1], y_val) for d in cost}
+    chosen = resolve_depths(depths, cfg.depth, train_scores, {d: macs for d, (_, macs) in cost.items()}, step)
+    cuts = chosen if segments is True else [] if segments is False else resolve_depths(list(segments), cfg.depth)
+    metric = "accuracy" if cfg.task == "classification" else "r2"
+    example = torch.from_numpy(x_val[np.arange(2) % len(x_val)])  # batch 2: a batch of 1 may get pinned
+
+    with staged_directory(out_dir, keep_existing=False) as stage:
+        graphs, chain = _export_family(model, chosen, cuts, example, stage, opset, progress)
+        t_export = time.perf_counter() - started
+        check = verify_family(cfg.task, x_val, y_val, reference, graphs, chain, progress=progress)
+        storage = measure_storage(graphs, [p for _, p in chain])
+        companions = [_share_family_weights(graphs, opset, cfg.task, x_val, y_val, reference)] if shared_weights else []
+        manifest = BundleManifest(
+            model=ckpt.config.to_json(), source_checkpoint_sha256=ckpt.sha256, input_shape=list(cfg.input_shape),
+            task=cfg.task, metric_name=metric, opset=opset,
+            depths=[DepthEntry(d, *cost[d], [Artifact.from_file(stage, graphs[d], "onnx", "fp32", companions=companions)],
+                               {"fp32": {metric: check.scores[d]}}) for d in chosen],
+            segments=[entry for entry, _ in chain])
+        for entry, path in chain:
+            entry.set_artifact(Artifact.from_file(stage, path, "onnx", "fp32"))
+        manifest.save(stage)
+        BundleManifest.load(stage).verify(stage)  # what a reader will see: parses, every sha256 holds
+        rows = [{"depth": d, "params": cost[d][0], "macs": cost[d][1], metric: check.scores[d],
+                 f"checkpoint_{metric}": train_scores.get(d), "max_abs_err": check.graph_err[d],
+                 "bytes": graphs[d].stat().st_size} for d in chosen]
+        atomic_write_json(stage / REPORT_NAME, {
+            "bundle": str(out_dir), "run": str(run_dir), "model": cfg.model, "model_depth": cfg.depth,
+            "depths": chosen, "segments": [[e.start_depth, e.end_depth] for e, _ in chain],
+            "opset": opset, "exporter": "torch.onnx.export(dynamo=False)", "shared_weights": shared_weights,
+            "versions": _versions(),
+            "validation": {"dataset": data_spec, "samples": check.samples, "metric": metric,
+                           "segment_max_abs_err": check.segment_err, "tolerance": check.tolerance},
+            "rows": rows, "storage": storage,
+            "seconds": {"export": round(t_export, 3), "total": round(time.perf_counter() - started, 3)},
+        })
+    return manifest
+
+
+def _export_family(model: DepthModel, chosen: list[int], cuts: list[int], example: torch.Tensor, stage: Path,
+                   opset: int, progress: bool) -> tuple[dict[int, Path], list[tuple[SegmentEntry, Path]]]:
+    from tqdm.auto import tqdm
+
+    graphs: dict[int, Path] = {}
+    chain: list[tuple[SegmentEntry, Path]] = []
+    with tqdm(total=len(chosen) + len(cuts), desc="export", unit="graph", disable=not progress, leave=False) as bar:
+        for d in chosen:
+            bar.set_postfix(depth=d)
+            graphs[d] = depth_graph_path(stage, d)
+            onnx_export.export_depth_graph(model, d, example, graphs[d], opset)
+            bar.update(1)
+        start = 0
+        for j, end in enumerate(cuts):
+            bar.set_postfix(segment=j)
+            path = segment_path(stage, j)
+            inputs, outputs = onnx_export.export_segment(model, start, end, example, path, opset)
+            chain.append((SegmentEntry(j, start, end, inputs, outputs), path))
+            start = end
+            bar.update(1)
+    return graphs, chain
+
+
+def _check_out_dir(out_dir: Path, run_dir: Path) -> None:
+    """The bundle directory is replaced as a whole: refuse anything that is not a bundle."""
+    out_r, run_r = out_dir.resolve(), run_dir.resolve()
+    if out_r == run_r or out_r in run_r.parents:
+        raise ConfigError(f"--out {out_dir} would replace the checkpoint {run_dir}; choose another directory")
+    if out_dir.exists() and not (out_dir.is_dir() and (not any(out_dir.iterdir()) or (out_dir / MANIFEST_NAME).is_file())):
+        raise ConfigError(f"--out {out_dir} exists and is not a bundle (no {MANIFEST_NAME}); export replaces the whole "
+                          "directory, so point --out at a new or an existing bundle directory")
+
+
+def _validation_split(ckpt: Checkpoint, dataset: str | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """The checkpoint's held-out split, rebuilt from its recorded data spec, seed and fraction."""
+    data_cfg = ckpt.config.data
+    spec = dataset or data_cfg.get("dataset")
+    if not isinstance(spec, str) or not spec:
+        raise ConfigError(f"{ckpt.path}/config.json records no data set; pass the one it was trained on with --data")
+    try:
+        data = load_dataset(spec, seed=int(data_cfg.get("seed", 0)), val_fraction=float(data_cfg.get("val_fraction", 0.2)))
+    except ConfigError as exc:
+        raise ConfigError(f"cannot reload the held-out split of {spec!r} to score the exported graphs ({exc}); "
+                          "pass --data with where that data set is on this machine") from exc
+    cfg = ckpt.config.model
+    if data.input_shape != list(cfg.input_shape) or data.task != cfg.task:
+        raise ConfigError(f"data set {spec!r} gives {data.task} samples of shape {data.input_shape}, the checkpoint "
+                          f"expects {cfg.task} samples of shape {cfg.input_shape}; pass the data set it was trained on")
+    return data.x_val, data.y_val, spec
+
+
+@torch.no_grad()
+def _reference_outputs(model: DepthModel, x: np.ndarray, batch: int = 256) -> list[np.ndarray]:
+    """Eager torch output at every depth 1..L for every row of x."""
+    per_depth: list[list[np.ndarray]] = [[] for _ in range(model.num_blocks)]
+    for lo in range(0, len(x), batch):
+        for k, out in enumerate(model.forward_all(torch.from_numpy(x[lo:lo + batch]))):
+            per_depth[k].append(out.numpy())
+    return [np.concatenate(outs) for outs in per_depth]
+
+
+def share_weights(graphs: Sequence[Path], weights_name: str = FAMILY_WEIGHTS) -> Path:
+    """Move the weights of graphs in one directory into one file, each unique tensor once.
+
+    Every truncated graph repeats the stem, head and all blocks below its depth; here each
+    distinct tensor (by content) is written once at a 4 KiB aligned offset, and each graph's
+    initializer points at it with its own offset/length (legal ONNX external data, read by
+    onnx, onnxruntime, OpenVINO and TensorRT's parser from a path). Graphs are rewritten in
+    place; returns the weights file.
+    """
+    import onnx
+    from onnx.external_data_helper import set_external_data
+
+    folder = graphs[0].parent
+    if any(p.parent != folder for p in graphs):
+        raise ConfigError("graphs sharing one weights file must sit in one directory (locations cannot use '..')")
+    target = folder / weights_name
+    where: dict[bytes, tuple[int, int]] = {}
+    # "xb": never append to an existing file, the offsets recorded below would be wrong.
+    with open(target, "xb") as fh:
+        for path in graphs:
+            model = onnx.load(str(path))
+            for tensor in model.graph.initializer:
+                if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.raw_data) < SHARE_THRESHOLD:
+                    continue
+                key = hashlib.sha256(tensor.raw_data).digest()
+                if key not in where:
+                    fh.write(b"\0" * (-fh.tell() % ALIGN))
+                    where[key] = (fh.tell(), len(tensor.raw_data))
+                    fh.write(tensor.raw_data)
+                offset, length = where[key]
+                set_external_data(tensor, weights_name, offset, length)
+                tensor.ClearField("raw_data")
+            onnx.save_model(model, str(path))
+    return target
+
+
+def _share_family_weights(graphs: dict[int, Path], opset: int, task: str, x: np.ndarray, y: np.ndarray,
+                          reference: list[np.ndarray]) -> Path:
+    """Move the verified graphs' weights into the shared file, then check them again: the
+    checker and onnxruntime must resolve every offset (a subset of rows is enough for that)."""
+    weights = share_weights([graphs[d] for d in sorted(graphs)])
+    for path in graphs.values():
+        onnx_export.check_graph(path, opset, [onnx_export.INPUT_NAME], [onnx_export.OUTPUT_NAME])
+    n = min(len(x), 512)
+    verify_family(task, x[:n], y[:n], [r[:n] for r in reference], graphs, [])
+    return weights
+
+
+def measure_storage(graphs: dict[int, Path], segments: Sequence[Path]) -> dict[str, int]:
+    """Bytes on disk of each layout, from graphs that still embed their weights: the
+    truncated family, the segment chain, the deepest graph alone (the full model when the
+    full depth is exported), and the family with one shared weights file (built in a
+    temporary directory to measure it, so the numbers exist whichever layout was chosen)."""
+    deepest = max(graphs)
+    with tempfile.TemporaryDirectory() as tmp:
+        copies = [Path(shutil.copy(p, Path(tmp) / p.name)) for p in graphs.values()]
+        weights = share_weights(copies)
+        shared_bytes = sum(p.stat().st_size for p in (*copies, weights))
+        weights_bytes = weights.stat().st_size
+    return {"truncated_family_bytes": sum(p.stat().st_size for p in graphs.values()),
+            "segments_bytes": sum(p.stat().st_size for p in segments),
+            "full_graph_depth": deepest, "full_graph_bytes": graphs[deepest].stat().st_size,
+            "shared_weights_bytes": shared_bytes, "shared_weights_file_bytes": weights_bytes}
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    return {"glonet_edge": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}
