@@ -1,0 +1,88 @@
+"""`glonet simulate BUNDLE --trace TRACE --out DIR`: compare depth policies over a power trace.
+
+Writes DIR/simulate.json (contract: {"policies": {name: {"inferences", "mean_score",
+"energy_j", "depth_switches", ...}}} for power-aware, full-depth and min-depth) and
+DIR/simulate.png (depth and battery over time; skipped with a note without matplotlib).
+The cost and battery model is documented in glonet_edge/runtime/simulate.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ._output import add_json_flag, emit
+
+SHIPPED = "laptop_discharge, orin_nano_battery, orin_nano_thermal"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "simulate", help="replay a power trace and compare depth policies (battery life vs score)",
+        description="Replay a power trace against the bundle's depth family with the measured (or, where "
+                    "the manifest has none, estimated) per-depth latency and energy, for the policies "
+                    "power-aware, full-depth and min-depth. Results go to DIR/simulate.json and "
+                    "DIR/simulate.png.")
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle directory (only its manifest.json is read)")
+    p.add_argument("--trace", required=True, metavar="TRACE", help=f"power trace CSV, or a shipped trace name: {SHIPPED}")
+    p.add_argument("--battery-wh", type=float, default=None, metavar="WH",
+                   help="simulate a battery of this capacity (Wh) draining with the policy's own "
+                        "consumption, and report inferences per charge")
+    p.add_argument("--policy", default=None, metavar="POLICY.toml", help="policy settings (TOML); defaults otherwise")
+    p.add_argument("--target", default="onnxruntime", help="whose measured costs to use (default: onnxruntime)")
+    p.add_argument("--precision", default="fp32", help="fp32 | fp16 | int8 (default: fp32)")
+    p.add_argument("--rate-hz", type=float, default=None, metavar="HZ",
+                   help="inferences per second; default: back to back (throughput mode)")
+    p.add_argument("--step-s", type=float, default=1.0, metavar="S", help="policy re-evaluation interval, s (default: 1)")
+    p.add_argument("--cost-model", default="orin-nano-cpu",
+                   help="device figures used where the manifest has no measured cost: orin-nano-cpu "
+                        "(default) or x86-cpu")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for simulate.json and simulate.png")
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..manifest import BundleManifest
+    from ..runtime.policy import COST_MODELS, PolicyConfig, family_table
+    from ..runtime.power.trace import load_trace, resolve_trace
+    from ..runtime.simulate import plot_simulation, run_simulation
+
+    if args.cost_model not in COST_MODELS:
+        raise ConfigError(f"unknown --cost-model {args.cost_model!r}; known: {', '.join(COST_MODELS)}")
+    manifest = BundleManifest.load(args.bundle)
+    table = family_table(manifest, args.target, args.precision)
+    trace = load_trace(resolve_trace(args.trace))
+    config = PolicyConfig.from_toml(args.policy) if args.policy else PolicyConfig()
+    if not args.json:
+        print(f"simulating {len(table)} depths over {trace.name} ({len(trace)} rows)...", file=sys.stderr)
+    result = run_simulation(table, trace, config, cost_model=COST_MODELS[args.cost_model],
+                            battery_wh=args.battery_wh, rate_hz=args.rate_hz, step_s=args.step_s)
+    result.update(bundle=str(Path(args.bundle)), target=args.target, precision=args.precision,
+                  metric=manifest.metric_name)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot = plot_simulation(result, out / "simulate.png")
+    result["plot"] = Path(plot).name if plot else None
+    if plot is None:
+        result["notes"].append("matplotlib is not installed: no plot (pip install glonet-edge[report])")
+
+    rows = [{"policy": name, "inferences": r["inferences"], "per_charge": r["inferences_per_charge"],
+             "mean_score": r["mean_score"], "energy_j": r["energy_j"], "mean_depth": r["mean_depth"],
+             "switches": r["depth_switches"], "hours": r["simulated_s"] / 3600.0}
+            for name, r in result["policies"].items()]
+    if not args.json:
+        for note in result["notes"]:
+            print(f"note: {note}")
+        cmp = result["comparison"]
+        if cmp:
+            ratio = cmp.get("per_charge_ratio_vs_full_depth", cmp["inferences_ratio_vs_full_depth"])
+            print(f"power-aware vs full-depth: {ratio:.2f}x the inferences"
+                  f"{' per charge' if 'per_charge_ratio_vs_full_depth' in cmp else ''}, "
+                  f"{cmp['mean_score_delta_pts_vs_full_depth']:+.2f} pt mean score")
+    emit(args, result, rows, out_file=out / "simulate.json",
+         title=f"{manifest.metric_name} vs energy on {Path(trace.name).name} ({result['load']}, "
+               f"costs {result['cost_source']})")
+    return 0

@@ -1,0 +1,61 @@
+"""Intel/AMD RAPL energy counters through the powercap class.
+
+/sys/class/powercap/intel-rapl:N/ (kernel Documentation/power/powercap/powercap.rst) has
+`name` ("package-0", or "psys" for the whole platform on recent laptops), `energy_uj` (a
+cumulative counter in µJ) and `max_energy_range_uj` (where it wraps back to 0). Power is
+the energy difference over the time between two reads, so the first read has none.
+Since Linux 5.10 `energy_uj` is readable by root only (CVE-2020-8694): unprivileged, this
+source is simply not available and `auto` moves on.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .base import Clock, PowerSource, PowerState, SensorError, read_number, read_text
+
+DOMAIN_GLOB = "sys/class/powercap/intel-rapl:*"
+
+
+class RaplSource(PowerSource):
+    name = "rapl"
+
+    def __init__(self, root: str | Path = "/", clock: Clock = time.time, monotonic: Clock = time.monotonic) -> None:
+        super().__init__(root, clock)
+        self.monotonic = monotonic
+        self._last: tuple[float, dict[str, float]] | None = None
+
+    def _domains(self) -> dict[str, Path]:
+        """Top-level domains only (intel-rapl:0, not the intel-rapl:0:0 sub-zones they contain).
+        A "psys" domain covers the whole platform, packages included, so it is used alone."""
+        top = {read_text(d / "name"): d for d in self.glob(DOMAIN_GLOB) if d.name.count(":") == 1}
+        if "psys" in top:
+            return {"psys": top["psys"]}
+        return {name: d for name, d in top.items() if name.startswith("package")}
+
+    def read(self) -> PowerState:
+        domains = self._domains()
+        if not domains:
+            raise SensorError(f"no RAPL package domains under {self.path('sys/class/powercap')}")
+        now = self.monotonic()
+        energy = {name: read_number(d / "energy_uj") for name, d in domains.items()}
+        power_w = None
+        if self._last is not None and now > self._last[0] and self._last[1].keys() == energy.keys():
+            joules = 0.0
+            for name, e in energy.items():
+                delta = e - self._last[1][name]
+                if delta < 0:  # the counter wrapped at max_energy_range_uj
+                    delta += read_number(domains[name] / "max_energy_range_uj")
+                joules += delta / 1e6
+            power_w = joules / (now - self._last[0])
+        self._last = (now, energy)
+        return PowerState(source=self.name, power_w=power_w, timestamp=self.clock(),
+                          details={"domains": sorted(domains)})
+
+    def probe(self) -> bool:
+        try:
+            self.read()  # a first read primes the counter and proves energy_uj is readable
+            return True
+        except SensorError:
+            return False

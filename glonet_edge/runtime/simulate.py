@@ -1,0 +1,285 @@
+"""Replay a power trace against a depth family and compare depth policies (numpy-free).
+
+THE MODEL (every number in the result says whether it is measured or estimated):
+
+- Time advances in steps of `step_s` (default 1 s, never across a trace row boundary); each
+  step the policy sees the trace row in force and picks a depth, like the runtime re-reading
+  its power source about once a second.
+- Per-depth cost: latency and energy per inference from the manifest for target/precision
+  when measured (`glonet profile`), else a CostModel estimate (policy.py: call overhead +
+  per-block overhead + MACs at a device's MAC rate; energy = latency × the device's active
+  power above baseline).
+- Load: without `rate_hz`, inference runs back to back (one core kept busy: throughput
+  mode); with `rate_hz`, that many inferences per second (capped by throughput) and the rest
+  of the time idle. One inference = one sample.
+- Baseline: the trace's `power_w` is the device's draw WITHOUT this model (screen, OS,
+  sensors); it is charged every second whatever the policy does. Missing → 0 W, noted.
+- Battery (`battery_wh` given): it starts at the first row's battery_pct (else 100%), drains
+  by baseline + inference energy while the trace says on_battery (or has no on_battery
+  column), not on AC (no charging is modelled), and the policy sees THIS simulated level, not
+  the trace's, so it reacts to its own consumption. After the last row the last state holds
+  until the battery is empty (capped at `max_sim_s`); a trace ending on AC stops at its end.
+  `inferences_per_charge` = inferences served on battery × full capacity / energy taken from
+  the battery (so a trace starting at 60% still reports per full charge).
+  Without `battery_wh` the policies run exactly the trace's duration and the policy sees the
+  trace's own battery_pct.
+
+Honest consequences: at a low fixed rate the baseline dominates and depth barely changes the
+battery life; the gains appear when inference is a real share of the draw (throughput mode,
+small devices). Reported `energy_j` is the inference energy above baseline; `total_energy_j`
+adds the baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import ConfigError
+from .policy import CostModel, Decision, DepthPolicy, FamilyRow, PolicyConfig, estimate_costs
+from .power.base import PowerState
+from .power.trace import Trace
+
+POLICIES = ("power-aware", "full-depth", "min-depth")
+MAX_TIMELINE_POINTS = 1000
+MAX_LOGGED_SWITCHES = 200
+
+
+class _FixedDepth:
+    """Baseline policies: always the same depth."""
+
+    def __init__(self, depth: int, label: str) -> None:
+        self.depth, self.label, self.switches = depth, label, 0
+
+    def update(self, state: PowerState) -> Decision:
+        return Decision(self.depth, self.label, "-")
+
+
+@dataclass
+class _Clock:
+    t: float = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _make_policy(name: str, table: Sequence[FamilyRow], config: PolicyConfig, clock: _Clock):
+    if name == "power-aware":
+        return DepthPolicy(table, config, clock=clock)
+    if name == "full-depth":
+        return _FixedDepth(max(r.depth for r in table), "always the deepest exported depth")
+    if name == "min-depth":
+        return _FixedDepth(min(r.depth for r in table), "always the shallowest exported depth")
+    raise ConfigError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
+
+
+def simulate_policy(name: str, table: Sequence[FamilyRow], trace: Trace, config: PolicyConfig, *,
+                    battery_wh: float | None = None, rate_hz: float | None = None, step_s: float = 1.0,
+                    max_sim_s: float = 7 * 86400.0) -> dict[str, Any]:
+    """Run one policy over the trace; `table` must have latency and energy for every row."""
+    by_depth = {r.depth: r for r in table}
+    clock = _Clock()
+    policy = _make_policy(name, table, config, clock)
+    capacity_j = battery_wh * 3600.0 if battery_wh else None
+    first = trace.states[0]
+    battery_j = capacity_j * (first.battery_pct if first.battery_pct is not None else 100.0) / 100.0 \
+        if capacity_j else None
+    t = trace.start_s
+    elapsed = 0.0
+    n_total = n_battery = score_sum = depth_sum = 0.0
+    e_inference = e_baseline = e_from_battery = on_battery_s = 0.0
+    time_at: dict[int, float] = {}
+    n_at: dict[int, float] = {}
+    samples: list[tuple[float, int, float | None, str]] = []
+    switches: list[dict[str, Any]] = []
+    switch_times: list[float] = []
+    current: int | None = None
+    empty_at: float | None = None
+
+    while True:
+        i = trace.index_at(t)
+        past_end = t >= trace.times[-1]
+        row = trace.states[i]
+        draining = capacity_j is not None and row.on_battery is not False
+        if past_end and (capacity_j is None or not draining or elapsed >= max_sim_s):
+            break
+        pct = 100.0 * battery_j / capacity_j if capacity_j else row.battery_pct
+        state = replace(row, battery_pct=pct,
+                        on_battery=row.on_battery if row.on_battery is not None else (True if capacity_j else None))
+        clock.t = elapsed
+        decision = policy.update(state)
+        r = by_depth[decision.depth]
+        if current is not None and decision.depth != current:
+            switch_times.append(elapsed)
+            if len(switches) < MAX_LOGGED_SWITCHES:
+                switches.append({"t_s": round(elapsed, 3), "from": current, "to": decision.depth,
+                                 "reason": decision.reason})
+        current = decision.depth
+
+        # Never step across a row boundary; land on it exactly so float drift cannot stall time.
+        t_next = t + step_s if past_end or trace.times[i + 1] - t > step_s else trace.times[i + 1]
+        dt = t_next - t
+        latency_s = r.latency_per_sample_ms / 1000.0
+        n = dt / latency_s if rate_hz is None else min(rate_hz * dt, dt / latency_s)
+        baseline_w = row.power_w or 0.0
+        e_inf, e_base = n * r.energy_mj / 1000.0, baseline_w * dt
+        if draining:
+            energy = e_inf + e_base
+            if energy >= battery_j:  # the battery empties inside this step: keep the part that ran
+                f = battery_j / energy if energy > 0 else 0.0
+                n, dt, e_inf, e_base, energy = n * f, dt * f, e_inf * f, e_base * f, battery_j
+                empty_at = elapsed + dt
+            battery_j -= energy
+            e_from_battery += energy
+            n_battery += n
+            on_battery_s += dt
+        n_total += n
+        score_sum += n * r.score
+        depth_sum += n * r.depth
+        e_inference += e_inf
+        e_baseline += e_base
+        time_at[r.depth] = time_at.get(r.depth, 0.0) + dt
+        n_at[r.depth] = n_at.get(r.depth, 0.0) + n
+        samples.append((elapsed, r.depth, pct, decision.tier))
+        elapsed += dt
+        if empty_at is not None:
+            break
+        t = t_next
+
+    gaps = [b - a for a, b in zip(switch_times, switch_times[1:])]
+    result: dict[str, Any] = {
+        "inferences": int(n_total),
+        "mean_score": score_sum / n_total if n_total else 0.0,
+        "energy_j": e_inference,
+        "depth_switches": len(switch_times),
+        "total_energy_j": e_inference + e_baseline,
+        "baseline_energy_j": e_baseline,
+        "energy_per_inference_mj": 1000.0 * (e_inference + e_baseline) / n_total if n_total else None,
+        "mean_depth": depth_sum / n_total if n_total else None,
+        "simulated_s": elapsed,
+        "on_battery_s": on_battery_s,
+        "battery_empty": empty_at is not None,
+        "battery_empty_at_s": empty_at,
+        "inferences_on_battery": int(n_battery),
+        "inferences_per_charge": int(n_battery * capacity_j / e_from_battery) if capacity_j and e_from_battery > 0 else None,
+        "min_time_between_switches_s": min(gaps) if gaps else None,
+        "time_at_depth_s": {str(d): time_at[d] for d in sorted(time_at)},
+        "inferences_at_depth": {str(d): int(n_at[d]) for d in sorted(n_at)},
+        "switches": switches,
+        "timeline": _downsample(samples),
+    }
+    return result
+
+
+def _downsample(samples: list[tuple[float, int, float | None, str]]) -> dict[str, list]:
+    """Depth over time for the JSON and the plot: every depth change is kept, plus an evenly
+    spaced subset of the other steps, at most MAX_TIMELINE_POINTS in all."""
+    if not samples:
+        return {"t_s": [], "depth": [], "battery_pct": [], "tier": []}
+    every = max(1, math.ceil(len(samples) / MAX_TIMELINE_POINTS))
+    keep = [s for k, s in enumerate(samples)
+            if k % every == 0 or k == len(samples) - 1 or s[1] != samples[k - 1][1]]
+    if len(keep) > 2 * MAX_TIMELINE_POINTS:  # a flapping policy: evenly thin what is left
+        keep = keep[:: math.ceil(len(keep) / MAX_TIMELINE_POINTS)]
+    return {"t_s": [round(s[0], 3) for s in keep], "depth": [s[1] for s in keep],
+            "battery_pct": [None if s[2] is None else round(s[2], 3) for s in keep], "tier": [s[3] for s in keep]}
+
+
+def run_simulation(table: Sequence[FamilyRow], trace: Trace, config: PolicyConfig | None = None, *,
+                   cost_model: CostModel, battery_wh: float | None = None, rate_hz: float | None = None,
+                   step_s: float = 1.0, max_sim_s: float = 7 * 86400.0,
+                   policies: Sequence[str] = POLICIES) -> dict[str, Any]:
+    """Simulate every policy over the trace; returns the simulate.json body (without file paths)."""
+    config = config or PolicyConfig()
+    for name, value in (("battery_wh", battery_wh), ("rate_hz", rate_hz)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{name} must be a positive number, got {value}")
+    if not (math.isfinite(step_s) and step_s > 0):
+        raise ConfigError(f"step_s must be a positive number, got {step_s}")
+    if trace.duration_s <= 0 and battery_wh is None:
+        raise ConfigError(f"trace {trace.name} spans 0 s (one row); give --battery-wh to hold its state "
+                          "until the battery is empty, or a trace with more rows")
+    costed = estimate_costs(table, cost_model)
+    bad = [r.depth for r in costed if not (r.latency_ms > 0 and r.energy_mj >= 0)]
+    if bad:
+        raise ConfigError(f"depths {bad} have a non-positive latency or negative energy in the manifest; "
+                          "re-run `glonet profile`")
+    notes = []
+    if any(r.energy_estimated or r.latency_estimated for r in costed):
+        notes.append(f"costs partly or wholly ESTIMATED with cost model '{cost_model.name}' "
+                     f"({cost_model.device}); run `glonet profile` on the device to measure them")
+    if all(s.power_w is None for s in trace.states):
+        notes.append("the trace has no power_w: device baseline taken as 0 W (inference energy only)")
+    if battery_wh is None:
+        notes.append("no --battery-wh: policies run the trace's duration and see its battery_pct; "
+                     "inferences_per_charge is not computed")
+    result: dict[str, Any] = {
+        "schema_version": 1,
+        "trace": {"name": trace.name, "rows": len(trace), "duration_s": trace.duration_s,
+                  "columns": trace.columns, "provenance": trace.provenance},
+        "battery_wh": battery_wh,
+        "rate_hz": rate_hz,
+        "load": "back-to-back (throughput)" if rate_hz is None else f"{rate_hz:g} inferences/s",
+        "step_s": step_s,
+        "policy_config": config.to_json(),
+        "cost_model": cost_model.to_json(),
+        "family": [{"depth": r.depth, "score": r.score, "macs": r.macs, "latency_ms": r.latency_ms,
+                    "batch": r.batch, "energy_mj": r.energy_mj,
+                    "latency_source": "estimated" if r.latency_estimated else "measured",
+                    "energy_source": "estimated" if r.energy_estimated else "measured"} for r in costed],
+        "cost_source": ("measured" if not any(r.energy_estimated or r.latency_estimated for r in costed)
+                        else "estimated" if all(r.energy_estimated for r in costed) else "mixed"),
+        "policies": {name: simulate_policy(name, costed, trace, config, battery_wh=battery_wh, rate_hz=rate_hz,
+                                           step_s=step_s, max_sim_s=max_sim_s) for name in policies},
+        "notes": notes,
+    }
+    result["comparison"] = _compare(result["policies"])
+    return result
+
+
+def _compare(policies: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Power-aware against full depth: the issue's acceptance numbers, precomputed."""
+    pa, full = policies.get("power-aware"), policies.get("full-depth")
+    if not pa or not full:
+        return {}
+    out: dict[str, Any] = {
+        "inferences_ratio_vs_full_depth": pa["inferences"] / full["inferences"] if full["inferences"] else None,
+        "mean_score_delta_pts_vs_full_depth": 100.0 * (pa["mean_score"] - full["mean_score"]),
+    }
+    if pa["inferences_per_charge"] and full["inferences_per_charge"]:
+        out["per_charge_ratio_vs_full_depth"] = pa["inferences_per_charge"] / full["inferences_per_charge"]
+    return out
+
+
+def plot_simulation(result: dict[str, Any], path: str | Path) -> str | None:
+    """Depth over time per policy (and the simulated battery) as a PNG. Returns None, with
+    nothing written, when matplotlib is not installed (it is an optional extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, (ax_depth, ax_batt) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    for name, res in result["policies"].items():
+        tl = res["timeline"]
+        hours = [t / 3600.0 for t in tl["t_s"]]
+        ax_depth.step(hours, tl["depth"], where="post", label=f"{name} ({res['inferences']:,} inf.)")
+        if any(p is not None for p in tl["battery_pct"]):
+            ax_batt.plot(hours, [float("nan") if p is None else p for p in tl["battery_pct"]], label=name)
+    ax_depth.set_ylabel("depth")
+    ax_depth.legend(loc="best", fontsize=8)
+    ax_depth.set_title(f"glonet simulate: {Path(result['trace']['name']).name}, {result['load']}")
+    ax_batt.set_ylabel("battery %")
+    ax_batt.set_xlabel("time (h)")
+    if ax_batt.get_legend_handles_labels()[0]:
+        ax_batt.legend(loc="best", fontsize=8)
+    else:
+        ax_batt.text(0.5, 0.5, "no battery in this trace", ha="center", va="center", transform=ax_batt.transAxes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)
