@@ -41,3 +41,13 @@ def fc_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "fc8"
     train_run("glonet-fc", 8, "digits", out, settings=TrainSettings(epochs=8), progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def fc_served_bundle(fc_run, tmp_path_factory):
+    """fc_run exported at every depth with its segment chain (ONNX Runtime fp32 servable)."""
+    from glonet_edge.export import export_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "fc8"
+    export_bundle(fc_run, out, depths="all", progress=False)
+    return out

@@ -1,0 +1,68 @@
+"""glonet run: serve one input file through the power-aware runtime (torch-free)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._output import add_json_flag, emit
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run inference on an .npy input with the power-aware runtime",
+                       description="Load every depth of BUNDLE for one target/precision, pick the depth from the "
+                                   "power state (or --depth / --deadline-ms) and run the input.")
+    p.add_argument("bundle")
+    p.add_argument("--input", required=True, help=".npy file with a batch (N, *input_shape)")
+    p.add_argument("--target", default="onnxruntime", help="onnxruntime | openvino | tensorrt")
+    p.add_argument("--precision", default="fp32", help="fp32 | fp16 | int8")
+    p.add_argument("--device", default=None, help="target device, e.g. CPU, GPU, NPU, AUTO")
+    p.add_argument("--power", default="auto",
+                   help="auto | none | jetson | battery | thermal | rapl | nvml | jtop | env | file:PATH | trace:CSV")
+    p.add_argument("--policy", default=None, help="policy TOML (accuracy floor, budgets, hysteresis, dwell)")
+    p.add_argument("--depth", type=int, default=None, help="pin a depth instead of asking the policy")
+    p.add_argument("--deadline-ms", type=float, default=None, help="anytime mode: deepest segment answer within D ms")
+    p.add_argument("--output", default=None, help="write the outputs to this .npy file")
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from ..errors import ConfigError
+    from ..fileio import atomic_write_bytes
+    from ..runtime import Runtime
+
+    path = Path(args.input)
+    if not path.is_file():
+        raise ConfigError(f"input file {path} not found")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise ConfigError(f"{path} is not a readable .npy array ({exc}); save it with np.save") from exc
+    with Runtime.open(args.bundle, target=args.target, precision=args.precision, power=args.power,
+                      policy=args.policy, device=args.device) as rt:
+        if args.depth is not None:
+            rt.set_depth(args.depth)
+        pred = rt.infer_anytime(x, args.deadline_ms) if args.deadline_ms is not None else rt.infer(x)
+        decision = rt.decision
+    if args.output:
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, pred.outputs)
+        atomic_write_bytes(args.output, buf.getvalue())
+    result = {"depth": pred.depth, "latency_ms": pred.latency_ms, "reason": pred.reason,
+              "deadline_met": pred.deadline_met, "segments_run": pred.segments_run,
+              "power_tier": decision.tier, "batch": int(pred.outputs.shape[0]),
+              "outputs": pred.outputs.tolist()}
+    manifest_task = rt.manifest.task
+    if manifest_task == "classification":
+        result["predictions"] = pred.outputs.argmax(axis=1).tolist()
+    rows = [{"sample": i, "prediction": (result["predictions"][i] if "predictions" in result else pred.outputs[i].tolist())}
+            for i in range(min(len(pred.outputs), 10))]
+    emit(args, result, rows, title=f"depth {pred.depth} ({pred.reason}), {pred.latency_ms:.3f} ms for batch "
+                                   f"{result['batch']}")
+    return 0

@@ -1,0 +1,329 @@
+"""The embeddable runtime: every depth of a bundle loaded once, the depth picked per call.
+
+    rt = Runtime.open("BUNDLE", target="openvino", precision="int8", power="auto")
+    pred = rt.infer(x)                       # pred.outputs, pred.depth, pred.latency_ms, pred.reason
+    rt.set_depth(8)                          # pin; rt.set_depth(None) hands it back to the policy
+    pred = rt.infer_anytime(x, deadline_ms=5.0)
+
+Imports numpy, the standard library and one engine library (through targets/): never torch,
+onnx or nncf. The hot path is a dict lookup and one engine call; the power source is read by
+at most one thread at a time, at most every `poll_interval_s`, so sensors never sit on the
+request path of more than one call per interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import ArtifactError, ConfigError
+from ..manifest import BundleManifest
+from ..targets import CompiledModel, get_target, load_artifact
+from .policy import COST_MODELS, Decision, DepthPolicy, PolicyConfig, estimate_costs, family_table
+from .power import PowerSource, PowerState, open_power_source
+
+logger = logging.getLogger("glonet_edge.runtime")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    outputs: np.ndarray  # (batch, outputs): logits for classification, values for regression
+    depth: int  # the depth that produced `outputs`
+    latency_ms: float  # wall time of this call, validation included
+    reason: str  # why this depth: the policy's reason, "pinned", or the anytime outcome
+    deadline_met: bool | None = None  # infer_anytime only
+    segments_run: int | None = None  # infer_anytime only
+
+
+class Runtime:
+    """A loaded depth family. Thread-safe: `infer` may be called from many threads while the
+    policy (or `set_depth`) switches depth; each call reads the depth once and reports it."""
+
+    def __init__(self, bundle: Path, manifest: BundleManifest, target: str, precision: str,
+                 models: dict[int, CompiledModel], segments: list[tuple[int, CompiledModel]],
+                 segment_precision: str | None, policy: DepthPolicy, power: PowerSource | None,
+                 poll_interval_s: float) -> None:
+        self.bundle = bundle
+        self.manifest = manifest
+        self.target = target
+        self.precision = precision
+        self._models = models
+        self._segments = segments  # [(end_depth, model)] in chain order
+        self.segment_precision = segment_precision
+        self.policy = policy
+        self.power = power
+        self.poll_interval_s = poll_interval_s
+        self._input_shape = tuple(manifest.input_shape)
+        self._input_name = manifest.input_name
+        self._pinned: int | None = None
+        self._decision: Decision = policy.update(self._read_power())
+        self._depth = self._decision.depth
+        self._last_poll = time.monotonic()
+        self._poll_lock = threading.Lock()
+        # Per-segment latency estimates (ms), refined as calls run (the warm-up seeds them).
+        self._segment_ms = [0.0] * len(segments)
+
+    # ---- construction ------------------------------------------------------------------------
+    @classmethod
+    def open(cls, bundle: str | Path, target: str = "onnxruntime", precision: str = "fp32",
+             power: str | PowerSource | None = "auto", policy: PolicyConfig | str | Path | Mapping | None = None,
+             device: str | None = None, verify: bool = True, warmup: bool = True, anytime: bool = True,
+             poll_interval_s: float = 1.0, power_root: str | Path = "/", cost_model: str = "orin-nano-cpu",
+             **target_options: Any) -> "Runtime":
+        """Load every servable depth of `bundle` for target/precision (sha256-checked).
+
+        power: "auto" | "none" | a spec for open_power_source ("jetson", "battery", "file:PATH",
+        "trace:CSV", ...) | a PowerSource. policy: PolicyConfig, a TOML/JSON path, a dict, or None
+        for the defaults. Depths whose precision is rejected in the manifest are not served.
+        """
+        bundle = Path(bundle)
+        manifest = BundleManifest.load(bundle)
+        engine = get_target(target)
+        engine.check_precision(precision)
+        options = dict(target_options)
+        if device is not None:
+            options["device"] = engine.check_device(device)
+
+        models: dict[int, CompiledModel] = {}
+        for entry in manifest.depths:
+            artifact = entry.artifact(engine.artifact_format, precision)
+            if artifact is None or precision in entry.rejected:
+                continue
+            models[entry.depth] = load_artifact(bundle, artifact, engine, verify=verify, **options)
+        if not models:
+            raise ArtifactError(
+                f"bundle {bundle} has no {engine.artifact_format!r} {precision} artifacts for target {target!r}; "
+                + ("run `glonet quantize` first" if precision == "int8" and engine.name == "onnxruntime"
+                   else f"run `glonet compile {bundle} --target {target} --precision {precision}`"))
+
+        segments, segment_precision = [], None
+        if anytime and manifest.segments:
+            for prec in dict.fromkeys((precision, "fp32")):  # fall back to fp32 segments
+                arts = [s.artifact(engine.artifact_format, prec) for s in manifest.segments]
+                if all(a is not None for a in arts):
+                    segments = [(s.end_depth, load_artifact(bundle, a, engine, verify=verify, **options))
+                                for s, a in zip(manifest.segments, arts)]
+                    segment_precision = prec
+                    break
+            if segment_precision is not None and segment_precision != precision:
+                logger.warning("no %s segments for %s in %s: infer_anytime runs the %s segment chain",
+                               precision, target, bundle, segment_precision)
+
+        table = [row for row in family_table(manifest, target, precision) if row.depth in models]
+        if not table:
+            raise ArtifactError(f"bundle {bundle}: no depth has a {precision} score in the manifest, so the policy "
+                                "cannot choose; re-run `glonet export` (fp32) or `glonet quantize` (int8)")
+        if cost_model not in COST_MODELS:
+            raise ConfigError(f"unknown cost model {cost_model!r}; choose one of {', '.join(COST_MODELS)}")
+        depth_policy = DepthPolicy(estimate_costs(table, COST_MODELS[cost_model]), _policy_config(policy))
+        source = None
+        if power is not None and power != "none":
+            source = power if isinstance(power, PowerSource) else open_power_source(power, root=power_root)
+        rt = cls(bundle, manifest, target, precision, models, segments, segment_precision, depth_policy, source,
+                 poll_interval_s)
+        if warmup:
+            rt._warmup()
+        return rt
+
+    def _warmup(self) -> None:
+        # First calls allocate and tune; pay that at open so a later depth switch costs nothing.
+        x = np.zeros((1, *self._input_shape), dtype=np.float32)
+        for model in self._models.values():
+            model.run({self._input_name: x})
+        if self._segments:
+            self._run_chain(x, deadline_ms=None, max_depth=None)
+
+    # ---- depth selection -----------------------------------------------------------------------
+    @property
+    def depths(self) -> list[int]:
+        """Depths this runtime can serve (loaded, not rejected)."""
+        return sorted(self._models)
+
+    @property
+    def depth(self) -> int:
+        """The depth the next `infer` will use."""
+        return self._pinned if self._pinned is not None else self._depth
+
+    @property
+    def decision(self) -> Decision:
+        """The policy's latest decision (depth and human-readable reason)."""
+        return self._decision
+
+    def set_depth(self, depth: int | None) -> None:
+        """Pin a depth (must be one of `depths`), or None to hand the choice back to the policy."""
+        if depth is not None and depth not in self._models:
+            raise ConfigError(f"depth {depth!r} is not servable here; choose one of {self.depths} or None")
+        self._pinned = depth
+
+    def _read_power(self) -> PowerState:
+        if self.power is None:
+            return PowerState.unknown("none", "power='none'")
+        try:
+            return self.power.read()
+        except Exception as exc:  # ResilientSource never raises; a user's own source might
+            logger.warning("power source %r failed (%s); serving as if nothing were known", self.power, exc)
+            return PowerState.unknown("error", str(exc))
+
+    def _maybe_poll(self) -> None:
+        now = time.monotonic()
+        if now - self._last_poll < self.poll_interval_s or not self._poll_lock.acquire(blocking=False):
+            return
+        try:
+            self._last_poll = now
+            decision = self.policy.update(self._read_power())
+            if decision.depth != self._depth:
+                logger.info("depth %d -> %d: %s", self._depth, decision.depth, decision.reason)
+            self._decision, self._depth = decision, decision.depth
+        finally:
+            self._poll_lock.release()
+
+    def refresh(self) -> Decision:
+        """Read the power source and re-run the policy now (otherwise done every poll interval)."""
+        self._last_poll = -float("inf")
+        self._maybe_poll()
+        return self._decision
+
+    # ---- inference ---------------------------------------------------------------------------
+    def check_input(self, x: Any) -> np.ndarray:
+        """float32, C-contiguous (batch, *input_shape), finite; anything else is refused clearly.
+
+        Documented conversions: lists and other numeric dtypes are converted to float32, and
+        non-contiguous arrays are copied. A single sample without a batch axis is refused
+        rather than guessed (input shapes like (1, 8, 8) make that ambiguous)."""
+        if not isinstance(x, np.ndarray):
+            try:
+                x = np.asarray(x)
+            except Exception as exc:
+                raise ConfigError(f"input cannot be converted to a numpy array: {exc}") from exc
+        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+            raise ConfigError(f"input must be numeric, got dtype {x.dtype}")
+        if x.ndim != len(self._input_shape) + 1 or tuple(x.shape[1:]) != self._input_shape:
+            raise ConfigError(f"input has shape {x.shape}, this bundle expects (batch, "
+                              f"{', '.join(map(str, self._input_shape))}); add a batch axis or reshape")
+        if x.shape[0] == 0:
+            raise ConfigError("input batch is empty")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if not np.isfinite(x).all():
+            raise ConfigError(f"input contains {int(np.size(x) - np.isfinite(x).sum())} NaN/Inf values; "
+                              "clean the input (the graphs would return garbage)")
+        return x
+
+    def infer(self, x: Any) -> Prediction:
+        """Run the depth chosen by the policy (or pinned) on a batch."""
+        start = time.perf_counter()
+        x = self.check_input(x)
+        if self._pinned is None:
+            self._maybe_poll()
+            depth, reason = self._depth, self._decision.reason
+        else:
+            depth, reason = self._pinned, "pinned with set_depth"
+        (y,) = self._models[depth].run({self._input_name: x})
+        return Prediction(y, depth, (time.perf_counter() - start) * 1e3, reason)
+
+    def infer_anytime(self, x: Any, deadline_ms: float, max_depth: int | None = None) -> Prediction:
+        """Run the segment chain until the next segment would miss the deadline.
+
+        Returns the prediction of the deepest finished segment, never a partial one: the first
+        segment always runs, so a deadline shorter than it still gets its (valid) answer with
+        deadline_met=False. max_depth defaults to the current policy/pinned depth."""
+        if not self._segments:
+            raise ConfigError(f"bundle {self.bundle} has no segment chain for {self.target}; "
+                              "re-export without --no-segments (and compile the segments)")
+        if not (isinstance(deadline_ms, (int, float)) and deadline_ms > 0):
+            raise ConfigError(f"deadline_ms must be a positive number, got {deadline_ms!r}")
+        start = time.perf_counter()
+        x = self.check_input(x)
+        if self._pinned is None:
+            self._maybe_poll()
+        return self._run_chain(x, deadline_ms, self.depth if max_depth is None else max_depth, start)
+
+    def _run_chain(self, x: np.ndarray, deadline_ms: float | None, max_depth: int | None,
+                   start: float | None = None) -> Prediction:
+        start = time.perf_counter() if start is None else start
+        feeds: dict[str, np.ndarray] = {self._input_name: x}
+        y, depth, ran, met = None, 0, 0, True
+        for i, (end_depth, model) in enumerate(self._segments):
+            if y is not None:
+                if max_depth is not None and end_depth > max_depth:
+                    break
+                elapsed = (time.perf_counter() - start) * 1e3
+                if deadline_ms is not None and elapsed + self._segment_ms[i] > deadline_ms:
+                    break
+            t0 = time.perf_counter()
+            outs = model.run(feeds)
+            took = (time.perf_counter() - t0) * 1e3
+            # Exponential moving average: adapts to load without one slow call dominating.
+            self._segment_ms[i] = took if self._segment_ms[i] == 0 else 0.8 * self._segment_ms[i] + 0.2 * took
+            *state, y = outs
+            feeds = dict(zip(self._next_inputs(i), state))
+            depth, ran = end_depth, ran + 1
+        latency = (time.perf_counter() - start) * 1e3
+        if deadline_ms is not None:
+            met = latency <= deadline_ms
+        reason = (f"anytime: {ran} of {len(self._segments)} segments in {latency:.3f} ms"
+                  + (f" (deadline {deadline_ms} ms {'met' if met else 'missed: a segment ran slower than its estimate'})"
+                     if deadline_ms is not None else ""))
+        return Prediction(y, depth, latency, reason, met if deadline_ms is not None else None, ran)
+
+    def _next_inputs(self, i: int) -> list[str]:
+        return self.manifest.segments[i + 1].inputs if i + 1 < len(self.manifest.segments) else []
+
+    # ---- introspection -------------------------------------------------------------------------
+    def resources(self) -> dict[str, Any]:
+        """What the loaded family holds: models, bytes of their artifacts, process RSS."""
+        arts = [e.artifact(get_target(self.target).artifact_format, self.precision) for e in self.manifest.depths
+                if e.depth in self._models]
+        seg_arts = [s.artifact(get_target(self.target).artifact_format, self.segment_precision or "fp32")
+                    for s in self.manifest.segments] if self._segments else []
+        size = lambda a: a.bytes + sum(c["bytes"] for c in a.companions)  # noqa: E731
+        return {"target": self.target, "precision": self.precision, "depths_loaded": len(self._models),
+                "segments_loaded": len(self._segments),
+                "artifact_bytes": sum(size(a) for a in arts if a is not None),
+                "segment_bytes": sum(size(a) for a in seg_arts if a is not None),
+                "rss_bytes": _rss_bytes()}
+
+    def close(self) -> None:
+        for model in list(self._models.values()) + [m for _, m in self._segments]:
+            model.close()
+        if self.power is not None and hasattr(self.power, "close"):
+            self.power.close()
+
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"<Runtime {self.bundle} {self.target}/{self.precision} depths={self.depths} "
+                f"depth={self.depth} segments={len(self._segments)}>")
+
+
+def _policy_config(policy: PolicyConfig | str | Path | Mapping | None) -> PolicyConfig:
+    if policy is None:
+        return PolicyConfig()
+    if isinstance(policy, PolicyConfig):
+        return policy
+    if isinstance(policy, Mapping):
+        return PolicyConfig.from_json(dict(policy))
+    path = Path(policy)
+    if path.suffix == ".json":
+        return PolicyConfig.from_json_text(path.read_text(encoding="utf-8"), where=str(path))
+    return PolicyConfig.from_toml(path)
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
