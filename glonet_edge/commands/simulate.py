@@ -44,31 +44,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
-    from ..manifest import BundleManifest
-    from ..runtime.policy import COST_MODELS, PolicyConfig, family_table
-    from ..runtime.power.trace import load_trace, resolve_trace
-    from ..runtime.simulate import plot_simulation, run_simulation
+    from ..runtime.simulate import simulate_bundle
 
-    if args.cost_model not in COST_MODELS:
-        raise ConfigError(f"unknown --cost-model {args.cost_model!r}; known: {', '.join(COST_MODELS)}")
-    manifest = BundleManifest.load(args.bundle)
-    table = family_table(manifest, args.target, args.precision)
-    trace = load_trace(resolve_trace(args.trace))
-    config = PolicyConfig.from_toml(args.policy) if args.policy else PolicyConfig()
     if not args.json:
-        print(f"simulating {len(table)} depths over {trace.name} ({len(trace)} rows)...", file=sys.stderr)
-    result = run_simulation(table, trace, config, cost_model=COST_MODELS[args.cost_model],
-                            battery_wh=args.battery_wh, rate_hz=args.rate_hz, step_s=args.step_s)
-    result.update(bundle=str(Path(args.bundle)), target=args.target, precision=args.precision,
-                  metric=manifest.metric_name)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    plot = plot_simulation(result, out / "simulate.png")
-    result["plot"] = Path(plot).name if plot else None
-    if plot is None:
-        result["notes"].append("matplotlib is not installed: no plot (pip install glonet-edge[report])")
-
+        print(f"simulating {args.bundle} over {args.trace}...", file=sys.stderr)
+    result = simulate_bundle(args.bundle, args.trace, args.out, battery_wh=args.battery_wh, policy=args.policy,
+                             target=args.target, precision=args.precision, rate_hz=args.rate_hz,
+                             step_s=args.step_s, cost_model=args.cost_model)
     rows = [{"policy": name, "inferences": r["inferences"], "per_charge": r["inferences_per_charge"],
              "mean_score": r["mean_score"], "energy_j": r["energy_j"], "mean_depth": r["mean_depth"],
              "switches": r["depth_switches"], "hours": r["simulated_s"] / 3600.0}
@@ -82,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"power-aware vs full-depth: {ratio:.2f}x the inferences"
                   f"{' per charge' if 'per_charge_ratio_vs_full_depth' in cmp else ''}, "
                   f"{cmp['mean_score_delta_pts_vs_full_depth']:+.2f} pt mean score")
-    emit(args, result, rows, out_file=out / "simulate.json",
-         title=f"{manifest.metric_name} vs energy on {Path(trace.name).name} ({result['load']}, "
-               f"costs {result['cost_source']})")
+    emit(args, result, rows, title=f"{result['metric']} vs energy on {result['trace']['name']} ({result['load']}, "
+                                   f"costs {result['cost_source']})")
+    print_where = not args.json
+    if print_where:
+        print(f"results written to {Path(args.out) / 'simulate.json'}")
     return 0

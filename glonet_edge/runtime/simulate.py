@@ -283,3 +283,32 @@ def plot_simulation(result: dict[str, Any], path: str | Path) -> str | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return str(path)
+
+
+def simulate_bundle(bundle: str | Path, trace: str | Path, out: str | Path, *, battery_wh: float | None = None,
+                    policy: str | Path | None = None, target: str = "onnxruntime", precision: str = "fp32",
+                    rate_hz: float | None = None, step_s: float = 1.0, cost_model: str = "orin-nano-cpu") -> dict[str, Any]:
+    """`glonet simulate`: run every policy over a trace for a bundle; writes OUT/simulate.json
+    (+ simulate.png) and returns the result."""
+    from ..fileio import atomic_write_json
+    from ..manifest import BundleManifest
+    from .policy import COST_MODELS, family_table
+    from .power.trace import load_trace, resolve_trace
+
+    if cost_model not in COST_MODELS:
+        raise ConfigError(f"unknown cost model {cost_model!r}; known: {', '.join(COST_MODELS)}")
+    manifest = BundleManifest.load(bundle)
+    table = family_table(manifest, target, precision)
+    loaded = load_trace(resolve_trace(str(trace)))
+    config = PolicyConfig.from_toml(policy) if policy else PolicyConfig()
+    result = run_simulation(table, loaded, config, cost_model=COST_MODELS[cost_model], battery_wh=battery_wh,
+                            rate_hz=rate_hz, step_s=step_s)
+    result.update(bundle=str(Path(bundle)), target=target, precision=precision, metric=manifest.metric_name)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot = plot_simulation(result, out / "simulate.png")
+    result["plot"] = Path(plot).name if plot else None
+    if plot is None:
+        result["notes"].append("matplotlib is not installed: no plot (pip install glonet-edge[report])")
+    atomic_write_json(out / "simulate.json", result)
+    return result
