@@ -1,0 +1,199 @@
+"""OpenVINO target: ONNX -> IR (.xml + .bin) -> CompiledModel on CPU / GPU / NPU / AUTO.
+
+build:  openvino.convert_model(onnx) then save_model(...):
+        fp32 -> compress_to_fp16=False (save_model compresses to fp16 by default: pitfall 10)
+        fp16 -> compressed fp16 weights (compute precision is the device's: f16 on GPU/NPU)
+        int8 -> from the QDQ ONNX graph (FakeQuantize in the IR, run as int8 by the plugin)
+load:   core.compile_model(xml, device, {PERFORMANCE_HINT: LATENCY, CACHE_DIR: <cache>}),
+        fp32 and int8 pin INFERENCE_PRECISION_HINT=f32 so CPUs with bf16/AMX (and GPUs, f16 by
+        default) do not silently run the "fp32" artifact (or int8's float parts) at lower
+        precision; fp16 leaves the device's own choice (f16 on GPU/NPU, bf16/f32 on CPU).
+The model cache lives OUTSIDE the bundle (base.default_cache_dir("openvino"), or the
+`cache_dir` option; cache_dir=False disables it), so bundle hashes never depend on a device.
+Threads: CompiledModel's implicit infer request is not thread-safe, so `run` takes an
+InferRequest from a pool (one per concurrent caller). Only numpy is imported at module level.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import ArtifactError, ConfigError
+from .base import CompiledModel, RequestPool, Target, default_cache_dir
+
+_CORE = None
+_CORE_LOCK = threading.Lock()
+_VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
+
+
+def core():
+    """One ov.Core per process (creating one is slow; it is thread-safe)."""
+    global _CORE
+    with _CORE_LOCK:
+        if _CORE is None:
+            from ..errors import require
+
+            ov = require("openvino", "openvino")
+            _CORE = ov.Core()
+        return _CORE
+
+
+def _stem(onnx_path: Path) -> str:
+    name = onnx_path.name
+    for suffix in (".onnx", ".int8", ".fp16", ".fp32"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+class OVCompiledModel(CompiledModel):
+    target = "openvino"
+
+    def __init__(self, compiled, precision: str, device: str, config: dict[str, Any]):
+        self.compiled = compiled
+        self.precision = precision
+        self.device = device
+        self.config = config
+        self.input_names = [p.get_any_name() for p in compiled.inputs]
+        self.output_names = [p.get_any_name() for p in compiled.outputs]
+        self._outputs = list(compiled.outputs)
+        self._pool = RequestPool(compiled.create_infer_request)
+        self._raw_request = None
+
+    def run(self, feeds: dict[str, Any]) -> list[np.ndarray]:
+        feeds = self.check_feeds(feeds)
+        req = self._pool.acquire()
+        try:
+            req.infer(feeds)
+            # copy: the request's output buffers are reused by its next call
+            return [np.array(req.get_tensor(o).data, copy=True) for o in self._outputs]
+        except RuntimeError as exc:
+            raise ConfigError(f"OpenVINO inference failed ({exc}); check the input shapes "
+                              f"({', '.join(self.input_names)})") from exc
+        finally:
+            self._pool.release(req)
+
+    def raw_callable(self) -> Callable[[dict[str, np.ndarray]], Any]:
+        """One dedicated InferRequest, zero-copy in and out (single-threaded use only)."""
+        if self._raw_request is None:
+            self._raw_request = self.compiled.create_infer_request()
+        req = self._raw_request
+        return lambda feeds: req.infer(feeds, share_inputs=True, share_outputs=True)
+
+    def close(self) -> None:
+        self._pool.clear()
+        self._raw_request = None
+
+
+class OpenVINOTarget(Target):
+    name = "openvino"
+    precisions = ("fp32", "fp16", "int8")
+    devices = ("CPU", "GPU", "NPU", "AUTO", "MULTI", "HETERO")
+    default_device = "CPU"
+    artifact_format = "openvino"
+    library = "openvino"
+    extra = "openvino"
+
+    def describe(self) -> dict[str, Any]:
+        ov = self.require()
+        c = core()
+        names = {}
+        for d in c.available_devices:
+            try:
+                names[d] = str(c.get_property(d, "FULL_DEVICE_NAME"))
+            except Exception:  # pragma: no cover - plugin without the property
+                names[d] = d
+        return {"target": self.name, "openvino": ov.get_version(), "devices": names}
+
+    def artifact_paths(self, out_dir: Path, stem: str, precision: str) -> list[Path]:
+        xml = Path(out_dir) / f"{stem}.{precision}.xml"
+        return [xml, xml.with_suffix(".bin")]
+
+    def build(self, onnx_path: str | Path, out_dir: str | Path, precision: str, **options: Any) -> list[Path]:
+        ov = self.require()
+        self.check_precision(precision)
+        onnx_path = Path(onnx_path)
+        if not onnx_path.is_file():
+            raise ArtifactError(f"{onnx_path} does not exist; re-run `glonet export` / `glonet quantize`")
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        xml, bin_ = self.artifact_paths(out_dir, options.get("stem") or _stem(onnx_path), precision)
+        try:
+            model = ov.convert_model(str(onnx_path))
+        except Exception as exc:
+            raise ArtifactError(f"OpenVINO cannot convert {onnx_path}: {exc}") from exc
+        if precision == "int8" and not any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()):
+            raise ArtifactError(f"{onnx_path} has no Quantize/DequantizeLinear nodes, so an 'int8' IR would run in "
+                                "float; pass the QDQ graph from `glonet quantize`")
+        ov.save_model(model, str(xml), compress_to_fp16=(precision == "fp16"))
+        return [xml, bin_]
+
+    def compile_config(self, precision: str, device: str, **options: Any) -> dict[str, Any]:
+        config: dict[str, Any] = {"PERFORMANCE_HINT": options.get("performance_hint", "LATENCY")}
+        cache = options.get("cache_dir")
+        if cache is not False:
+            cache = Path(cache) if cache else default_cache_dir("openvino")
+            cache.mkdir(parents=True, exist_ok=True)
+            config["CACHE_DIR"] = str(cache)
+        base = device.split(":")[0].split(".")[0]
+        if precision in ("fp32", "int8") and base in ("CPU", "GPU"):
+            # fp32 means fp32; int8 runs its quantized ops in int8 and the rest in f32 (not bf16/f16)
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        if options.get("threads") and base == "CPU":
+            config["INFERENCE_NUM_THREADS"] = int(options["threads"])
+        config.update(options.get("config") or {})
+        return config
+
+    def check_available(self, device: str) -> None:
+        base = device.split(":")[0]
+        if base.split(".")[0] in _VIRTUAL_DEVICES:
+            return
+        have = core().available_devices
+        if base not in have and not any(h.split(".")[0] == base for h in have):
+            raise ConfigError(f"OpenVINO device {device!r} is not available on this machine (available: "
+                              f"{', '.join(have) or 'none'}; AUTO picks one); install its driver/plugin or use --device CPU")
+
+    def load(self, artifact_path: str | Path, precision: str, **options: Any) -> OVCompiledModel:
+        self.require()
+        self.check_precision(precision)
+        device = self.check_device(options.get("device"))
+        self.check_available(device)
+        xml = Path(artifact_path)
+        if not xml.is_file() or not xml.with_suffix(".bin").is_file():
+            raise ArtifactError(f"OpenVINO IR {xml} (and its .bin) not found; run `glonet compile --target openvino`")
+        config = self.compile_config(precision, device, **{k: v for k, v in options.items() if k != "device"})
+        c = core()
+        try:
+            batch = options.get("static_batch")
+            if batch:  # NPU (and DLA-like devices) want static shapes: one compiled model per batch
+                model = c.read_model(str(xml))
+                model.reshape({p.get_any_name(): [int(batch), *list(p.get_partial_shape())[1:]] for p in model.inputs})
+                compiled = c.compile_model(model, device, config)
+            else:
+                compiled = c.compile_model(str(xml), device, config)
+        except RuntimeError as exc:
+            raise ArtifactError(f"OpenVINO cannot compile {xml} for {device}: {exc}; the IR may be corrupt "
+                                "(re-run `glonet compile --target openvino`)") from exc
+        return OVCompiledModel(compiled, precision, device, config)
+
+    def artifact_extra(self, precision: str, **options: Any) -> dict[str, Any]:
+        ov = self.require()
+        return {"openvino": ov.get_version(), "compress_to_fp16": precision == "fp16"}
+
+    def manifest_info(self, **options: Any) -> dict[str, Any]:
+        info = self.describe()
+        device = self.check_device(options.get("device"))
+        rest = {k: v for k, v in options.items() if k not in ("device", "precision", "precisions")}
+        cfgs = {}
+        for p in options.get("precisions") or [options.get("precision", "fp32")]:
+            cfgs[p] = self.compile_config(p, device, **rest)
+            cfgs[p].pop("CACHE_DIR", None)
+        info.update({"device": device, "compile_config": cfgs,
+                     "cache_dir": "outside the bundle: $GLONET_CACHE_DIR/openvino or ~/.cache/glonet-edge/openvino "
+                                  "(load option cache_dir; False disables)",
+                     "all_depths_compiled_once": True})
+        return info
