@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -68,19 +70,27 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
             f"{what} at {path} is not valid JSON (line {exc.lineno}: {exc.msg}); "
             "it was truncated or hand-edited: re-create it."
         ) from exc
+    except (ValueError, RecursionError) as exc:  # an int over 4300 digits; nesting deeper than the stack
+        raise ArtifactError(f"{what} at {path} is not JSON this reader accepts ({str(exc)[:80]}); "
+                            "it was corrupted or hand-edited: re-create it.") from exc
 
 
 def confined_path(root: str | os.PathLike, relative: str) -> Path:
     """Resolve `relative` under `root`, refusing absolute paths, `..` and symlinks that escape."""
     if not isinstance(relative, str) or not relative:
         raise ArtifactError(f"artifact path {relative!r} is empty or not a string.")
+    if "\x00" in relative:
+        raise ArtifactError(f"artifact path {relative[:80]!r} contains a NUL byte.")
     if os.path.isabs(relative) or relative.startswith(("/", "\\")) or ":" in relative.split("/")[0]:
         raise ArtifactError(f"artifact path {relative!r} is absolute; bundle paths must be relative.")
     parts = relative.replace("\\", "/").split("/")
     if ".." in parts:
         raise ArtifactError(f"artifact path {relative!r} contains '..'; paths may not leave the bundle.")
-    root_resolved = Path(root).resolve()
-    target = (root_resolved / relative).resolve()
+    try:
+        root_resolved = Path(root).resolve()
+        target = (root_resolved / relative).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # symlink loop, name too long, ...
+        raise ArtifactError(f"artifact path {relative[:80]!r} cannot be resolved inside the bundle ({exc}).") from exc
     if root_resolved != target and root_resolved not in target.parents:
         raise ArtifactError(
             f"artifact path {relative!r} resolves to {target}, outside the bundle {root_resolved} "
@@ -103,6 +113,7 @@ def staged_directory(final: str | os.PathLike, keep_existing: bool = True) -> It
         if keep_existing and final.is_dir():
             shutil.rmtree(stage)
             shutil.copytree(final, stage, symlinks=True)
+            _refuse_escaping_symlinks(stage, final)
         yield stage
         swap_directory(stage, final)
     except BaseException:
@@ -110,13 +121,77 @@ def staged_directory(final: str | os.PathLike, keep_existing: bool = True) -> It
         raise
 
 
+def _refuse_escaping_symlinks(stage: Path, final: Path) -> None:
+    """A stage writes into its copy of the bundle; a symlink there that leads out of the copy
+    (to another directory, or an absolute link back into the live bundle) would make it write
+    through the link, outside the staging area. Refuse such bundles before anything is written."""
+    stage_resolved = stage.resolve()
+    for dirpath, dirnames, filenames in os.walk(stage):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            if not path.is_symlink():
+                continue
+            try:
+                target = path.resolve()
+            except (OSError, RuntimeError) as exc:
+                raise ArtifactError(f"{final / path.relative_to(stage)} is a symlink that cannot be resolved "
+                                    f"({exc}); remove it from the bundle.") from exc
+            if target != stage_resolved and stage_resolved not in target.parents:
+                raise ArtifactError(
+                    f"{final / path.relative_to(stage)} is a symlink to {os.readlink(path)}, outside the bundle; "
+                    "stages write only inside the bundle directory, so remove the link (copy the files in).")
+
+
 def swap_directory(stage: Path, final: Path) -> None:
-    """Replace `final` by `stage` with renames only, so a reader sees old or new, never half."""
-    if final.exists():
+    """Replace `final` by `stage` with renames only, so a reader sees old or new, never half.
+
+    On Linux the two directories are exchanged in one renameat2(RENAME_EXCHANGE) call, so
+    there is no instant at which `final` is missing (a crash or SIGKILL anywhere leaves the
+    previous bundle or the new one, never none). Elsewhere, or on a filesystem without it:
+    rename `final` aside, rename `stage` in, remove the old one (a crash between the two
+    renames leaves the previous bundle in `.NAME.old.PID` next to it)."""
+    if final.exists() and not final.is_symlink() and _exchange(stage, final):
+        shutil.rmtree(stage, ignore_errors=True)  # `stage` now holds the previous bundle
+        return
+    if final.exists() or final.is_symlink():
         old = final.parent / f".{final.name}.old.{os.getpid()}"
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
         os.replace(stage, final)
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_symlink():
+            old.unlink()
+        else:
+            shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(stage, final)
+
+
+_RENAME_EXCHANGE = 2
+_renameat2: Any = None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two paths (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
+    global _renameat2
+    if not sys.platform.startswith("linux"):
+        return False
+    if _renameat2 is None:
+        try:
+            import ctypes
+
+            fn = ctypes.CDLL(None, use_errno=True).renameat2
+            fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+            fn.restype = ctypes.c_int
+            _renameat2 = (fn, ctypes)
+        except (OSError, AttributeError):  # glibc < 2.28, musl without it
+            _renameat2 = False
+    if not _renameat2:
+        return False
+    fn, ctypes = _renameat2
+    at_fdcwd = -100
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):  # filesystem cannot exchange
+        return False
+    raise OSError(err, os.strerror(err), str(b))

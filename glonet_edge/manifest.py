@@ -91,17 +91,21 @@ class Artifact:
         resolved = []
         for rel, nbytes, digest in files:
             p = confined_path(bundle_dir, rel)
-            if not p.is_file():
-                raise ArtifactError(f"artifact {rel} listed in the manifest is missing from {bundle_dir}; "
-                                    "re-run the stage that makes it (export / quantize / compile).")
-            if verify:
-                size = p.stat().st_size
-                if size != nbytes:
-                    raise ArtifactError(f"artifact {rel} has {size} bytes, the manifest says {nbytes}: "
-                                        "it was truncated or replaced; re-run the stage that makes it.")
-                if sha256_file(p) != digest:
-                    raise ArtifactError(f"artifact {rel} fails its sha256 check (corrupt or swapped); "
-                                        "re-run the stage that makes it.")
+            try:
+                if not p.is_file():
+                    raise ArtifactError(f"artifact {rel} listed in the manifest is missing from {bundle_dir}; "
+                                        "re-run the stage that makes it (export / quantize / compile).")
+                if verify:
+                    size = p.stat().st_size
+                    if size != nbytes:
+                        raise ArtifactError(f"artifact {rel} has {size} bytes, the manifest says {nbytes}: "
+                                            "it was truncated or replaced; re-run the stage that makes it.")
+                    if sha256_file(p) != digest:
+                        raise ArtifactError(f"artifact {rel} fails its sha256 check (corrupt or swapped); "
+                                            "re-run the stage that makes it.")
+            except OSError as exc:  # unreadable, name too long, vanished between the checks
+                raise ArtifactError(f"artifact {rel[:80]} in {bundle_dir} cannot be read ({exc}); "
+                                    "re-run the stage that makes it.") from exc
             resolved.append(p)
         return resolved[0]
 
@@ -288,8 +292,9 @@ class BundleManifest:
                 and all(_is_int(s) and s > 0 for s in inp["shape"]) and isinstance(inp.get("name", "x"), str),
                 "'input' must have a 'shape' list of positive ints")
         out = d.get("output")
-        _expect(isinstance(out, dict) and out.get("task") in ("classification", "regression"),
-                "'output.task' must be 'classification' or 'regression'")
+        _expect(isinstance(out, dict) and out.get("task") in ("classification", "regression")
+                and isinstance(out.get("name", "y"), str),
+                "'output.task' must be 'classification' or 'regression' (and 'output.name' a string)")
         _expect(isinstance(d.get("metric_name"), str), "'metric_name' must be a string")
         depths = d.get("depths")
         _expect(isinstance(depths, list), "'depths' must be a list")

@@ -51,6 +51,34 @@ _KNOWN_KEYS: dict[str, set[str]] = {
 }
 
 
+# Value types, checked when the config is read so a typo fails now, not after a long train pass.
+_KEY_TYPES: dict[str, str] = {
+    **dict.fromkeys(("workdir", "model", "dataset", "optimizer", "schedule", "device", "method", "trace", "target",
+                     "precision", "cost_model", "out"), "str"),
+    **dict.fromkeys(("depth", "width", "epochs", "batch_size", "seed", "opset", "calib_size", "iterations", "warmup"),
+                    "int"),
+    **dict.fromkeys(("lr", "weight_decay", "cut_loss", "val_fraction", "max_drop", "battery_wh", "rate_hz"), "number"),
+    **dict.fromkeys(("segments", "shared_weights"), "bool"),
+    **dict.fromkeys(("targets", "precisions"), "list[str]"),
+    "batches": "list[int]", "depths": "depths", "options": "table",
+}
+_TYPE_NAMES = {"str": "a string", "int": "an integer", "number": "a number", "bool": "true or false",
+               "list[str]": "a list of strings", "list[int]": "a list of integers", "table": "a table",
+               "depths": "'all', 'auto', a comma list such as '1,2,4' or a list of integers"}
+
+
+def _has_type(value: Any, kind: str) -> bool:
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+    return {"str": lambda: isinstance(value, str),
+            "int": lambda: is_int(value),
+            "number": lambda: is_int(value) or isinstance(value, float),
+            "bool": lambda: isinstance(value, bool),
+            "list[str]": lambda: isinstance(value, list) and all(isinstance(v, str) for v in value),
+            "list[int]": lambda: isinstance(value, list) and all(is_int(v) for v in value),
+            "depths": lambda: isinstance(value, str) or (isinstance(value, list) and all(is_int(v) for v in value)),
+            "table": lambda: isinstance(value, dict)}[kind]()
+
+
 @dataclass
 class PipelineConfig:
     sections: dict[str, dict[str, Any]]
@@ -64,10 +92,14 @@ class PipelineConfig:
             raise ConfigError(f"pipeline config {path} not found; see `glonet pipeline --help` for the format")
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"pipeline config {path} is not valid TOML: {exc}") from exc
-        base = Path(workdir) if workdir else path.parent / data.get("pipeline", {}).get("workdir", "glonet-out")
-        return cls.from_dict(data, base, str(path))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise ConfigError(f"pipeline config {path} is not valid TOML: {str(exc)[:200]}") from exc
+        except OSError as exc:
+            raise ConfigError(f"pipeline config {path} is unreadable: {exc}") from exc
+        config = cls.from_dict(data, Path(workdir) if workdir else path.parent / "glonet-out", str(path))
+        if not workdir and "workdir" in data.get("pipeline", {}):
+            config.workdir = path.parent / data["pipeline"]["workdir"]
+        return config
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], workdir: str | Path, source: str = "<config>") -> "PipelineConfig":
@@ -83,6 +115,11 @@ class PipelineConfig:
         for required in ("train", "export"):
             if required not in data:
                 raise ConfigError(f"{source}: the [{required}] section is required")
+        for name, section in data.items():
+            for key, value in section.items():
+                kind = _KEY_TYPES.get(key)
+                if kind is not None and not _has_type(value, kind):
+                    raise ConfigError(f"{source}: [{name}] {key} must be {_TYPE_NAMES[kind]}, got {str(value)[:40]!r}")
         return cls({k: v for k, v in data.items() if k != "pipeline"}, Path(workdir), source)
 
     def stages(self) -> list[str]:

@@ -231,7 +231,9 @@ class PolicyConfig:
             if key in OPTIONAL_SETTINGS and (value is None or (isinstance(value, str) and value.lower() in ("off", "none"))):
                 values[key] = None  # TOML has no null: "off" switches an optional setting off
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            # abs(int) < 2**1023 first: math.isfinite(10**400) raises OverflowError (JSON ints are unbounded)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or (isinstance(value, int) and abs(value) >= 2**1023) or not math.isfinite(value):
                 raise ConfigError(f"{where}: {key} must be a finite number, got {str(value)[:40]!r}")
             values[key] = float(value)
         config = cls(**values)
@@ -260,8 +262,8 @@ class PolicyConfig:
         """Settings at the top level or under a [policy] table; omitted ones keep defaults."""
         try:
             data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{where}: not valid TOML ({exc})") from None
+        except (tomllib.TOMLDecodeError, RecursionError) as exc:  # RecursionError: absurdly nested arrays
+            raise ConfigError(f"{where}: not valid TOML ({str(exc)[:200]})") from None
         if "policy" in data:
             rest = set(data) - {"policy", "schema_version"}
             if rest:
@@ -284,11 +286,28 @@ class PolicyConfig:
         return cls.from_toml_text(text, str(path))
 
     @classmethod
+    def from_file(cls, path: str | Path) -> "PolicyConfig":
+        """A policy file: JSON when it ends in .json, TOML otherwise; every failure is a ConfigError."""
+        path = Path(path)
+        if path.suffix != ".json":
+            return cls.from_toml(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"policy file {path} not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"policy file {path} is unreadable: {exc}") from None
+        return cls.from_json_text(text, str(path))
+
+    @classmethod
     def from_json_text(cls, text: str, where: str = "policy.json") -> "PolicyConfig":
         try:
-            return cls.from_json(json.loads(text), where)
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except (ValueError, RecursionError) as exc:  # an int over 4300 digits; nesting deeper than the stack
+            raise ConfigError(f"{where}: not JSON this reader accepts ({str(exc)[:80]})") from None
+        return cls.from_json(data, where)
 
 
 # ---- the pure rule -------------------------------------------------------------------------------

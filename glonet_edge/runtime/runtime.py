@@ -223,7 +223,7 @@ class Runtime:
             depth, reason = self._depth, self._decision.reason
         else:
             depth, reason = self._pinned, "pinned with set_depth"
-        (y,) = self._models[depth].run({self._input_name: x})
+        (y,) = self._models[depth].run_validated({self._input_name: x})
         return Prediction(y, depth, (time.perf_counter() - start) * 1e3, reason)
 
     def infer_anytime(self, x: Any, deadline_ms: float, max_depth: int | None = None) -> Prediction:
@@ -256,7 +256,7 @@ class Runtime:
                 if deadline_ms is not None and elapsed + self._segment_ms[i] > deadline_ms:
                     break
             t0 = time.perf_counter()
-            outs = model.run(feeds)
+            outs = model.run_validated(feeds)
             took = (time.perf_counter() - t0) * 1e3
             # Exponential moving average: adapts to load without one slow call dominating.
             self._segment_ms[i] = took if self._segment_ms[i] == 0 else 0.8 * self._segment_ms[i] + 0.2 * took

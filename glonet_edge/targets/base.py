@@ -74,6 +74,11 @@ class CompiledModel(ABC):
     def run(self, feeds: dict[str, Any]) -> list[np.ndarray]:
         """Outputs as numpy arrays, in `output_names` order (never views of engine buffers)."""
 
+    def run_validated(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """`run` for feeds the caller has already checked (float32, C-contiguous, every input
+        named): the runtime validates once at its boundary and skips a second pass here."""
+        return self.run(feeds)
+
     @abstractmethod
     def raw_callable(self) -> Callable[[dict[str, np.ndarray]], Any]:
         """The fastest direct engine call on the same compiled model, for measuring the

@@ -53,7 +53,10 @@ class OrtCompiledModel(CompiledModel):
         self.output_names = [o.name for o in session.get_outputs()]
 
     def run(self, feeds: dict[str, Any]) -> list[np.ndarray]:
-        return list(self.session.run(self.output_names, self.check_feeds(feeds)))
+        return self.run_validated(self.check_feeds(feeds))
+
+    def run_validated(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return list(self.session.run(self.output_names, feeds))
 
     def raw_callable(self) -> Callable[[dict[str, np.ndarray]], Any]:
         run, names = self.session.run, self.output_names

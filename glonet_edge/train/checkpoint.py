@@ -6,7 +6,8 @@ a crash while saving leaves the previous run or nothing.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import torch
 
 from .. import __version__
 from ..errors import ArtifactError, ConfigError
-from ..fileio import atomic_write_bytes, atomic_write_json, read_json, sha256_file, staged_directory
+from ..fileio import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes, sha256_file, staged_directory
 from .models import DepthModel, ModelConfig, create_model
 
 CHECKPOINT_SCHEMA = 1
@@ -30,26 +31,50 @@ class RunConfig:
     training: dict[str, Any]
     schema_version: int = CHECKPOINT_SCHEMA
     glonet_edge_version: str = __version__
+    # sha256 of model.safetensors, set by save_checkpoint and checked by load_checkpoint: a flipped
+    # byte in the weights still parses as safetensors, so only a checksum catches it. Optional, so
+    # checkpoints written before it existed still load.
+    weights_sha256: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema_version": self.schema_version, "glonet_edge_version": self.glonet_edge_version,
-                **self.model.to_json(), "data": self.data, "training": self.training}
+        d = {"schema_version": self.schema_version, "glonet_edge_version": self.glonet_edge_version,
+             **self.model.to_json(), "data": self.data, "training": self.training}
+        if self.weights_sha256 is not None:
+            d["weights_sha256"] = self.weights_sha256
+        return d
 
     @classmethod
     def from_json(cls, d: Any) -> "RunConfig":
         if not isinstance(d, dict):
             raise ConfigError("config.json must hold a JSON object")
         version = d.get("schema_version")
-        if not isinstance(version, int):
-            raise ConfigError("config.json has no integer 'schema_version'; it was not written by glonet train")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ConfigError("config.json has no positive integer 'schema_version'; it was not written by glonet train")
         if version > CHECKPOINT_SCHEMA:
             raise ConfigError(f"config.json schema_version {version} is newer than this glonet-edge ({__version__}) "
                               f"reads ({CHECKPOINT_SCHEMA}); upgrade with `pip install -U glonet-edge`")
         data, training = d.get("data", {}), d.get("training", {})
         if not isinstance(data, dict) or not isinstance(training, dict):
             raise ConfigError("config.json 'data' and 'training' must be objects")
-        return cls(ModelConfig.from_json(d), dict(data), dict(training), version,
-                   str(d.get("glonet_edge_version", "unknown")))
+        try:
+            model = ModelConfig.from_json(d)
+        except (TypeError, ValueError) as exc:  # e.g. "input_shape": 3, "options": [1]; ConfigError passes through
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"config.json model fields are malformed ({exc}); re-create the checkpoint "
+                              "with `glonet train`") from exc
+        digest = d.get("weights_sha256")
+        if digest is not None and not (isinstance(digest, str) and len(digest) == 64
+                                       and all(c in "0123456789abcdef" for c in digest)):
+            raise ConfigError(f"config.json 'weights_sha256' must be 64 lowercase hex digits, got {str(digest)[:70]!r}")
+        return cls(model, dict(data), dict(training), version, str(d.get("glonet_edge_version", "unknown")), digest)
+
+
+def _finite(v: Any) -> bool:
+    """A JSON number that is a finite float (bool is not a number; float(10**400) overflows)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return abs(v) < 2**1023 if isinstance(v, int) else math.isfinite(v)
 
 
 @dataclass
@@ -77,12 +102,22 @@ class RunMetrics:
     def from_json(cls, d: Any) -> "RunMetrics":
         if not isinstance(d, dict) or not isinstance(d.get("score_by_depth"), dict) or not isinstance(d.get("metric"), str):
             raise ConfigError("metrics.json must have 'metric' and a 'score_by_depth' object")
+        if not d["score_by_depth"]:
+            raise ConfigError("metrics.json 'score_by_depth' is empty; it needs the score of every depth")
         scores = {}
         for k, v in d["score_by_depth"].items():
-            if not (isinstance(k, str) and k.isdigit() and isinstance(v, (int, float)) and not isinstance(v, bool)):
-                raise ConfigError(f"metrics.json score_by_depth entry {k!r}: {v!r} is not 'depth': number")
+            # isascii: "²".isdigit() is True but int("²") fails; |v| bound: float(10**400) overflows
+            if not (isinstance(k, str) and k.isascii() and k.isdigit() and len(k) <= 9 and int(k) >= 1
+                    and _finite(v)):
+                raise ConfigError(f"metrics.json score_by_depth entry {str(k)[:20]!r}: {str(v)[:20]!r} is not "
+                                  "'depth': finite number")
             scores[k] = float(v)
-        return cls(d["metric"], scores, list(d.get("curve", [])), list(d.get("seconds_per_epoch", [])))
+        curve, seconds = d.get("curve", []), d.get("seconds_per_epoch", [])
+        if not isinstance(curve, list) or not all(isinstance(c, dict) for c in curve):
+            raise ConfigError("metrics.json 'curve' must be a list of objects (one per epoch)")
+        if not isinstance(seconds, list) or not all(_finite(s) and s >= 0 for s in seconds):
+            raise ConfigError("metrics.json 'seconds_per_epoch' must be a list of non-negative numbers")
+        return cls(d["metric"], scores, list(curve), list(seconds))
 
 
 @dataclass
@@ -102,9 +137,11 @@ def save_checkpoint(out: str | Path, config: RunConfig, model: DepthModel, metri
     from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    blob = save(state, metadata={"glonet_edge_version": __version__})
+    config = replace(config, weights_sha256=sha256_bytes(blob))
     with staged_directory(out, keep_existing=False) as stage:
         atomic_write_json(stage / CONFIG_NAME, config.to_json())
-        atomic_write_bytes(stage / WEIGHTS_NAME, save(state, metadata={"glonet_edge_version": __version__}))
+        atomic_write_bytes(stage / WEIGHTS_NAME, blob)
         atomic_write_json(stage / METRICS_NAME, metrics.to_json())
     return Path(out)
 
@@ -125,8 +162,21 @@ def load_checkpoint(run: str | Path) -> Checkpoint:
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ArtifactError(f"{weights} is corrupt or truncated ({exc}); re-run `glonet train`") from exc
-    model = create_model(config.model)
-    expected = model.state_dict()
+    # Check config.json against the weights BEFORE allocating anything: a corrupt config
+    # (depth 10**9, width 10**6) would otherwise build a model for minutes or exhaust memory.
+    # Every block holds at least one tensor, so depth <= tensors in the file bounds the loop,
+    # and the shapes are compared on the meta device, where no storage is allocated.
+    if config.model.depth > len(state):
+        raise ArtifactError(f"{weights} holds {len(state)} tensors, too few for config.json's depth "
+                            f"{config.model.depth}; the files come from different runs (or config.json is corrupt)")
+    try:
+        with torch.device("meta"):
+            expected = create_model(config.model).state_dict()
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+        raise ConfigError(f"config.json describes a model that cannot be built ({exc}); re-create the checkpoint "
+                          "with `glonet train`") from exc
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -138,6 +188,10 @@ def load_checkpoint(run: str | Path) -> Checkpoint:
                                 f"{tuple(expected[k].shape)}; the files come from different runs")
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise ArtifactError(f"{weights}: tensor {k} holds NaN/Inf; the training diverged, re-train with a lower --lr")
+    if config.weights_sha256 is not None and sha256_file(weights) != config.weights_sha256:
+        raise ArtifactError(f"{weights} fails its sha256 check against config.json (corrupt, or the files come "
+                            "from different runs); re-run `glonet train`")
+    model = create_model(config.model)
     model.load_state_dict(state)
     model.eval()
     metrics = None

@@ -111,9 +111,9 @@ class SlowModel:
     def __init__(self, inner, delay_s: float):
         self.inner, self.delay_s = inner, delay_s
 
-    def run(self, feeds):
+    def run_validated(self, feeds):
         time.sleep(self.delay_s)
-        return self.inner.run(feeds)
+        return self.inner.run_validated(feeds)
 
     def close(self):
         self.inner.close()

@@ -7,6 +7,7 @@ out exactly like the real device; nothing here imports anything beyond the stand
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -145,10 +146,29 @@ class PowerSource:
         return self.path(rel).exists()
 
 
+MAX_READ_BYTES = 1 << 20  # sysfs attributes are <= one page; nvpmodel.conf files are tens of kB
+
+
+def read_bounded(path: Path, limit: int = MAX_READ_BYTES) -> bytes:
+    """At most `limit` bytes of a file, without blocking: O_NONBLOCK makes a FIFO with no
+    writer read as empty instead of hanging, and the bound keeps a runaway file (or a link to
+    /dev/zero) from filling memory. Raises OSError like open()."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb", buffering=0) as fh:
+        chunks, left = [], limit
+        while left > 0:
+            chunk = fh.read(min(left, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+
 def read_text(path: Path) -> str:
     """Read a sysfs/procfs attribute; device-tree strings end in NUL, which is stripped."""
     try:
-        return path.read_bytes().decode("utf-8", errors="replace").replace("\x00", "").strip()
+        return read_bounded(path).decode("utf-8", errors="replace").replace("\x00", "").strip()
     except OSError as exc:
         raise SensorError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
@@ -201,7 +221,7 @@ def parse_field(name: str, raw: Any) -> bool | float | str:
             raise ValueError(f"{name} must be a number, got {raw!r}")
         try:
             value = float(raw)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON int beyond float range
             raise ValueError(f"{name} must be a number, got {str(raw)[:40]!r}") from None
         lo, hi = _RANGES[name]
         if not math.isfinite(value) or not lo <= value <= hi:

@@ -47,9 +47,10 @@ IIO_GLOB = "sys/bus/i2c/drivers/ina3221x/*/iio:device*"
 OC_HWMON_GLOB = "sys/class/hwmon/hwmon*"
 TOTAL_RAILS = ("VDD_IN", "POM_5V_IN")
 
-_MODEL_RE = re.compile(r"^\s*<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=([^\s>]+)\s*>", re.MULTILINE)
-_DEFAULT_RE = re.compile(r"^\s*<\s*PM_CONFIG\s+DEFAULT=(\d+)\s*>", re.MULTILINE)
-_STATUS_RE = re.compile(r"pmode:\s*(\d+)")
+# Ids are bounded (\d{1,9}): int() of a 5000-digit garbage string raises ValueError, not a SensorError.
+_MODEL_RE = re.compile(r"^\s*<\s*POWER_MODEL\s+ID=(\d{1,9})\s+NAME=([^\s>]+)\s*>", re.MULTILINE)
+_DEFAULT_RE = re.compile(r"^\s*<\s*PM_CONFIG\s+DEFAULT=(\d{1,9})\s*>", re.MULTILINE)
+_STATUS_RE = re.compile(r"pmode:\s*(\d{1,9})(?!\d)")
 _BUDGET_RE = re.compile(r"(\d+(?:\.\d+)?)W", re.IGNORECASE)
 
 

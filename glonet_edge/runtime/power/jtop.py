@@ -54,16 +54,21 @@ class JtopSource(PowerSource):
         except Exception as exc:
             self.close()  # the service went away: reconnect on the next read
             raise SensorError(f"jtop read failed: {exc}") from exc
-        total_mw = (power.get("tot") or {}).get("power")
-        online = [t["temp"] for t in temps.values()
-                  if isinstance(t, dict) and t.get("online", True) and t.get("temp", -256) > -60]
-        mode = getattr(nvp, "name", None) if nvp is not None else None
-        return PowerState(
-            source=self.name, power_w=total_mw / 1000.0 if total_mw is not None else None,
-            power_budget_w=budget_from_mode_name(mode) if mode else None, power_mode=mode,
-            temp_c=max(online) if online else None, timestamp=self.clock(),
-            details={"rails_w": {k: v.get("power", 0) / 1000.0 for k, v in (power.get("rail") or {}).items()}},
-        )
+        try:  # jtop hands back whatever the service sent: anything malformed is a sensor fault
+            total_mw = (power.get("tot") or {}).get("power")
+            online = [float(t["temp"]) for t in temps.values()
+                      if isinstance(t, dict) and t.get("online", True) and float(t.get("temp", -256)) > -60]
+            mode = getattr(nvp, "name", None) if nvp is not None else None
+            mode = str(mode) if mode is not None else None
+            return PowerState(
+                source=self.name, power_w=float(total_mw) / 1000.0 if total_mw is not None else None,
+                power_budget_w=budget_from_mode_name(mode) if mode else None, power_mode=mode,
+                temp_c=max(online) if online else None, timestamp=self.clock(),
+                details={"rails_w": {k: float(v.get("power", 0)) / 1000.0
+                                     for k, v in (power.get("rail") or {}).items()}},
+            )
+        except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+            raise SensorError(f"jtop returned a malformed reading: {exc}") from exc
 
     def close(self) -> None:
         if self._jetson is not None:

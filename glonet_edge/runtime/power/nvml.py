@@ -68,7 +68,7 @@ class NvmlSource(PowerSource):
                 return None
 
         try:
-            power_w = nvml.nvmlDeviceGetPowerUsage(h) / 1000.0
+            power_w = float(nvml.nvmlDeviceGetPowerUsage(h)) / 1000.0
         except Exception as exc:
             # The GPU fell off the bus or the driver was reloaded: reopen on the next read.
             self._handle = None
@@ -80,19 +80,24 @@ class NvmlSource(PowerSource):
         reasons = optional(reasons_fn) if reasons_fn else None
         name = optional(nvml.nvmlDeviceGetName)
         details: dict[str, Any] = {"gpu_index": self.index}
-        energy_mj = optional(nvml.nvmlDeviceGetTotalEnergyConsumption)
-        if energy_mj is not None:
-            details["total_energy_j"] = energy_mj / 1000.0
-        if reasons is not None:
-            details["throttle_reasons"] = int(reasons)
-        return PowerState(
-            source=self.name, power_w=power_w,
-            power_budget_w=limit_mw / 1000.0 if limit_mw is not None else None,
-            temp_c=float(temp) if temp is not None else None,
-            throttled=bool(int(reasons) & THROTTLE_MASK) if reasons is not None else None,
-            timestamp=self.clock(), device=name.decode() if isinstance(name, bytes) else name,
-            details=details,
-        )
+        try:  # a driver (or a binding) returning something that is not a number is a sensor fault
+            energy_mj = optional(nvml.nvmlDeviceGetTotalEnergyConsumption)
+            if energy_mj is not None:
+                details["total_energy_j"] = float(energy_mj) / 1000.0
+            if reasons is not None:
+                details["throttle_reasons"] = int(reasons)
+            return PowerState(
+                source=self.name, power_w=power_w,
+                power_budget_w=float(limit_mw) / 1000.0 if limit_mw is not None else None,
+                temp_c=float(temp) if temp is not None else None,
+                throttled=bool(int(reasons) & THROTTLE_MASK) if reasons is not None else None,
+                timestamp=self.clock(),
+                device=name.decode("utf-8", "replace") if isinstance(name, bytes) else
+                (str(name) if name is not None else None),
+                details=details,
+            )
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SensorError(f"NVML returned a malformed reading: {exc}") from exc
 
     def close(self) -> None:
         if self._nvml is not None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ...errors import ConfigError
-from .base import Clock, PowerSource, PowerState, SensorError, parse_field
+from .base import Clock, PowerSource, PowerState, SensorError, parse_field, read_bounded
 
 ENV_VAR = "GLONET_POWER"
 FILE_ENV_VAR = "GLONET_POWER_FILE"
@@ -33,6 +33,8 @@ def parse_override(text: str, where: str) -> dict[str, Any]:
             raw = json.loads(stripped)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except (ValueError, RecursionError) as exc:  # an int over 4300 digits; nesting deeper than the stack
+            raise ConfigError(f"{where}: not JSON this reader accepts ({str(exc)[:80]})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: the JSON must be an object of fields")
         pairs = list(raw.items())
@@ -74,7 +76,7 @@ class OverrideSource(PowerSource):
         """Parse the override now; ConfigError when it is malformed, SensorError when absent."""
         if self.file is not None:
             try:
-                text = self.file.read_text(encoding="utf-8")
+                text = read_bounded(self.file).decode("utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise SensorError(f"cannot read power override file {self.file}: {exc}") from exc
             return parse_override(text, str(self.file))

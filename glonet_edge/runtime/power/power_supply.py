@@ -33,7 +33,7 @@ def _battery_fill(d: Path) -> tuple[float | None, float | None]:
     """(stored, full) in a consistent unit (µWh, else µAh), for capacity-weighted averaging."""
     for now, full in (("energy_now", "energy_full"), ("charge_now", "charge_full")):
         a, b = optional_number(d / now), optional_number(d / full)
-        if a is not None and b:
+        if a is not None and b is not None and b > 0:  # a zero/negative "full" is a broken gauge
             return a, b
     return None, None
 
