@@ -1,0 +1,214 @@
+"""`glonet bench depth-accuracy`: held-out score vs depth for GloNet and the two baselines.
+
+The paper's MNIST figure: a GloNet keeps ~96 % from depth 5 to 200, a ResNet falls from
+95.5 % to 11 % at depth 200 and a plain MLP collapses by depth 60. Here the same three fc
+models (glonet-fc, resnet-fc, plain-fc) are trained on digits over a depth sweep with the
+paper's plain training (cut_loss = 0, so GloNet gets no help from losses at shallower cuts)
+and otherwise identical settings. The second curve is GloNet's tunable precision: the score
+at every cut k of the deepest GloNet trained, from its score_by_depth (one forward pass, no
+retraining).
+
+Verdicts written to the JSON (never asserted: the suite reports what happens):
+- glonet_flat: every GloNet depth >= --flat-from scores within --tolerance of its best;
+- per baseline: drop from its best to its deepest score, and the first depth after its best
+  that is more than --tolerance below it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import int_list, seed_list
+
+HELP = "held-out score vs depth of glonet-fc, resnet-fc and plain-fc, and GloNet's score at every cut"
+DEFAULT_DEPTHS = [2, 4, 8, 16, 32, 64, 128, 200]
+DEFAULT_MODELS = ["glonet-fc", "resnet-fc", "plain-fc"]
+# Paper, reference fc on MNIST, score at cut k = 1..8 (DESIGN.md section 1).
+PAPER_CUTS = [0.216, 0.564, 0.755, 0.884, 0.934, 0.950, 0.951, 0.953]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--depths", type=int_list, default=DEFAULT_DEPTHS, metavar="D1,D2,...",
+                   help=f"depth sweep (default {','.join(map(str, DEFAULT_DEPTHS))})")
+    p.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                   help=f"comma list of fc models (default {','.join(DEFAULT_MODELS)})")
+    p.add_argument("--dataset", default="digits", help="data spec as for `glonet train` (default digits)")
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--cut-loss", type=float, default=0.0,
+                   help="0 (default) is the paper's plain training; `glonet train` defaults to 1.0")
+    p.add_argument("--seeds", type=seed_list, default=[0], metavar="S1,S2,...",
+                   help="seeds to train each point with; the mean is plotted (default 0)")
+    p.add_argument("--flat-from", type=int, default=8, help="GloNet must be flat from this depth (default 8)")
+    p.add_argument("--tolerance", type=float, default=0.01, help="'flat' / 'degraded' threshold (default 0.01 = 1 point)")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no per-run progress lines on stderr")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import time
+
+    import torch
+
+    from ..data import load_dataset
+    from ..errors import ConfigError
+    from ..train.models import ModelConfig, create_model
+    from ..train.trainer import TrainSettings, train_model
+    from .summary import environment
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if not m.endswith("-fc")]
+    if unknown or not models:
+        raise ConfigError(f"--models takes fc models (glonet-fc, resnet-fc, plain-fc), got {args.models!r}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows: list[dict[str, Any]] = []
+    cuts: dict[str, float] = {}
+    total = len(models) * len(args.depths) * len(args.seeds)
+    metric = None
+    for seed in args.seeds:
+        data = load_dataset(args.dataset, seed=seed)
+        metric = data.metric_name
+        settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, cut_loss=args.cut_loss,
+                                 seed=seed, device=args.device)
+        for depth in args.depths:
+            for name in models:
+                torch.manual_seed(seed)
+                model = create_model(ModelConfig(name, depth, data.input_shape, data.num_outputs, data.task, args.width))
+                started = time.perf_counter()
+                metrics = train_model(model, data, settings, progress=False, desc=f"{name} d={depth}")
+                score = metrics.score_by_depth[str(depth)]
+                rows.append({"model": name, "depth": depth, "seed": seed, "score": score,
+                             "train_loss": metrics.curve[-1]["train_loss"],
+                             "seconds": round(time.perf_counter() - started, 3)})
+                if name == "glonet-fc" and seed == args.seeds[0] and depth == max(args.depths):
+                    cuts = metrics.score_by_depth
+                if not args.quiet:
+                    print(f"[{len(rows)}/{total}] {name} depth {depth} seed {seed}: {metric} {score:.4f}",
+                          file=sys.stderr)
+    curves = mean_curves(rows)
+    result = {
+        "suite": "depth-accuracy", "dataset": args.dataset, "metric": metric, "models": models,
+        "depths": args.depths, "seeds": args.seeds, "width": args.width, "epochs": args.epochs,
+        "batch_size": args.batch_size, "lr": args.lr, "cut_loss": args.cut_loss, "device": args.device,
+        "rows": rows, "curves": curves,
+        "precision_curve": ({"model": "glonet-fc", "depth": max(args.depths), "seed": args.seeds[0],
+                             "scores": [{"cut": int(k), "score": v} for k, v in cuts.items()]} if cuts else None),
+        "verdicts": verdicts(curves, args.flat_from, args.tolerance),
+        "environment": environment(), "command": getattr(args, "command_line", None),
+    }
+    out = Path(args.out)
+    plot(result, out / "depth_accuracy.png")
+    write_summary(result, out / "depth_accuracy.md")
+    return result
+
+
+def mean_curves(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per model and depth: mean, min and max score over seeds."""
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for name in dict.fromkeys(r["model"] for r in rows):
+        points = []
+        for depth in sorted({r["depth"] for r in rows if r["model"] == name}):
+            scores = [r["score"] for r in rows if r["model"] == name and r["depth"] == depth]
+            points.append({"depth": depth, "mean": statistics.fmean(scores), "min": min(scores), "max": max(scores)})
+        curves[name] = points
+    return curves
+
+
+def verdicts(curves: dict[str, list[dict[str, Any]]], flat_from: int, tolerance: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"tolerance": tolerance}
+    for name, points in curves.items():
+        best = max(points, key=lambda p: p["mean"])
+        deepest = points[-1]
+        # First depth past the best that falls more than `tolerance` below it.
+        degraded = next((p["depth"] for p in points if p["depth"] > best["depth"]
+                         and p["mean"] < best["mean"] - tolerance), None)
+        v = {"best_score": best["mean"], "best_depth": best["depth"], "deepest_depth": deepest["depth"],
+             "deepest_score": deepest["mean"], "drop_at_deepest": best["mean"] - deepest["mean"],
+             "first_degraded_depth": degraded, "degrades_at_deepest": best["mean"] - deepest["mean"] > tolerance}
+        if name == "glonet-fc":
+            window = [p for p in points if p["depth"] >= flat_from]
+            v["flat_from"] = flat_from
+            v["worst_in_window"] = min((p["mean"] for p in window), default=None)
+            v["flat"] = (all(p["mean"] >= best["mean"] - tolerance for p in window) if window else None)
+        out[name] = v
+    return out
+
+
+def table(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """One row per depth, one column per model (mean score over seeds)."""
+    rows: dict[int, dict[str, Any]] = {}
+    for name, points in result["curves"].items():
+        for p in points:
+            rows.setdefault(p["depth"], {"depth": p["depth"]})[name] = p["mean"]
+    return [rows[d] for d in sorted(rows)], f"depth-accuracy on {result['dataset']} ({result['metric']}, held out)"
+
+
+def plot(result: dict[str, Any], path: Path) -> bytes:
+    from .plots import depth_axis, finish, new_figure, plain_log
+
+    fig, (ax, ax_cut) = new_figure(2, width=5.2)
+    for name, points in result["curves"].items():
+        depths = [p["depth"] for p in points]
+        ax.plot(depths, [p["mean"] for p in points], "o-", label=name)
+        if len(result["seeds"]) > 1:
+            ax.fill_between(depths, [p["min"] for p in points], [p["max"] for p in points], alpha=0.2)
+    depth_axis(ax, result["depths"])
+    ax.set(ylabel=f"held-out {result['metric']}", ylim=(0, 1.02),
+           title=f"score vs depth, {result['dataset']}, cut_loss {result['cut_loss']:g}")
+    ax.legend()
+    curve = result["precision_curve"]
+    if curve:
+        ks = [s["cut"] for s in curve["scores"]]
+        ax_cut.plot(ks, [s["score"] for s in curve["scores"]], ".-", label=f"glonet-fc depth {curve['depth']}")
+        ax_cut.plot(range(1, len(PAPER_CUTS) + 1), PAPER_CUTS, "x:", color="gray", label="paper, MNIST")
+        plain_log(ax_cut, "x")
+        ax_cut.set(xlabel="cut k (blocks used)", ylabel=f"held-out {result['metric']}", ylim=(0, 1.02),
+                   title="tunable precision: one GloNet cut at every k")
+        ax_cut.legend()
+    else:
+        ax_cut.set_axis_off()
+    return finish(fig, path)
+
+
+def write_summary(result: dict[str, Any], path: Path) -> None:
+    from .summary import environment_line, markdown_table, write_markdown
+
+    rows, _ = table(result)
+    lines = []
+    for name, v in result["verdicts"].items():
+        if name == "tolerance":
+            continue
+        text = (f"- {name}: best {v['best_score']:.4f} at depth {v['best_depth']}, {v['deepest_score']:.4f} at "
+                f"depth {v['deepest_depth']} (drop {v['drop_at_deepest']:.4f}); ")
+        text += (f"first more than {result['verdicts']['tolerance']:g} below its best at depth {v['first_degraded_depth']}"
+                 if v["first_degraded_depth"] else f"never more than {result['verdicts']['tolerance']:g} below its best "
+                                                   "after it")
+        if "flat" in v:
+            text += (f"; flat from depth {v['flat_from']}: {'yes' if v['flat'] else 'NO'} "
+                     f"(worst {v['worst_in_window']:.4f})" if v["flat"] is not None else "")
+        lines.append(text + ".")
+    curve = result["precision_curve"]
+    cut_table = ""
+    if curve:
+        shown = [s for s in curve["scores"] if s["cut"] <= 8 or s["cut"] in (16, 24, 32, 64, 128, curve["depth"])]
+        cut_table = (f"Tunable precision, glonet-fc depth {curve['depth']} cut at k (paper MNIST k = 1..8: "
+                     f"{', '.join(map(str, PAPER_CUTS))}):\n\n" + markdown_table(shown))
+    write_markdown(path, "depth-accuracy: score vs depth (glonet-fc, resnet-fc, plain-fc)", [
+        f"`{result['command']}`" if result["command"] else "",
+        environment_line(result["environment"]),
+        f"{result['dataset']}, width {result['width']}, {result['epochs']} epochs, batch {result['batch_size']}, "
+        f"adam lr {result['lr']} (cosine), cut_loss {result['cut_loss']:g}, seeds {result['seeds']}; held-out "
+        f"{result['metric']} at full depth, mean over seeds.",
+        markdown_table(rows),
+        "\n".join(lines),
+        cut_table,
+        "![depth accuracy](depth_accuracy.png)",
+    ])

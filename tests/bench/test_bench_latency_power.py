@@ -1,0 +1,49 @@
+"""bench latency / power / torch-latency: contract keys and sane values on a tiny bundle."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from glonet_edge.cli import main
+
+pytest.importorskip("onnxruntime")
+
+
+def test_latency_suite_rows_match_the_contract(fc_served_bundle, tmp_path):
+    out = tmp_path / "lat"
+    assert main(["bench", "latency", "--bundle", str(fc_served_bundle), "--targets", "onnxruntime",
+                 "--precisions", "fp32", "--batches", "1,4", "--iterations", "20", "--warmup", "2",
+                 "--switches", "20", "--out", str(out)]) == 0
+    result = json.loads((out / "latency.json").read_text())
+    rows = result["rows"]
+    assert {(r["depth"], r["batch"]) for r in rows} == {(d, b) for d in range(1, 9) for b in (1, 4)}
+    for r in rows:
+        assert {"model", "target", "precision", "depth", "batch", "runtime_ms", "raw_engine_ms"} <= set(r)
+        assert r["runtime_ms"] > 0 and r["raw_engine_ms"] > 0
+        assert r["overhead_ratio"] == pytest.approx(r["runtime_ms"] / r["raw_engine_ms"])
+    assert result["switch"][0]["switches"] == 20
+    assert (out / "latency.png").stat().st_size > 0 and (out / "latency.md").is_file()
+
+
+def test_power_suite_compares_policies_per_trace(fc_served_bundle, tmp_path):
+    out = tmp_path / "pw"
+    assert main(["bench", "power", "--bundle", str(fc_served_bundle), "--traces", "laptop_discharge",
+                 "--out", str(out)]) == 0
+    result = json.loads((out / "power.json").read_text())
+    assert {r["policy"] for r in result["rows"]} == {"power-aware", "full-depth", "min-depth"}
+    (cmp,) = result["comparison"]
+    assert cmp["trace"] == "laptop_discharge" and cmp["ratio_vs_full_depth"] >= 1.0
+    sim = json.loads((out / "laptop_discharge" / "simulate.json").read_text())
+    assert set(sim["policies"]) == {"power-aware", "full-depth", "min-depth"}
+
+
+def test_torch_latency_suite_on_cpu(fc_run, tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "tl"
+    assert main(["bench", "torch-latency", "--run", str(fc_run), "--device", "cpu", "--depths", "1,8",
+                 "--batches", "1", "--iterations", "5", "--warmup", "1", "--out", str(out)]) == 0
+    rows = json.loads((out / "torch_latency.json").read_text())["rows"]
+    assert [r["depth"] for r in rows] == [1, 8]
+    assert rows[1]["macs"] > rows[0]["macs"] and all(r["p50_ms"] > 0 for r in rows)

@@ -1,0 +1,121 @@
+"""`glonet bench` suites on tiny sweeps: contract keys, sane values, files written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("matplotlib")
+
+from glonet_edge.bench import available_suites, int_list, load_suite, register_suite, result_stem  # noqa: E402
+from glonet_edge.bench.train_speed import ratio_rows, target_verdict  # noqa: E402
+from glonet_edge.cli import main  # noqa: E402
+
+
+def _run(argv: list[str], capsys) -> dict:
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _png_ok(path: Path) -> None:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 2000
+
+
+def test_train_speed_contract(tmp_path, capsys):
+    out = tmp_path / "ts"
+    result = _run(["bench", "train-speed", "--out", str(out), "--depths", "2,4", "--epochs", "1", "--warmup", "1",
+                   "--threads", "1", "--quiet", "--json"], capsys)
+    on_disk = json.loads((out / "train_speed.json").read_text())
+    assert on_disk == result
+    rows = on_disk["rows"]
+    assert {(r["model"], r["depth"]) for r in rows} == {(m, d) for m in ("glonet-fc", "resnet-fc") for d in (2, 4)}
+    for r in rows:
+        assert isinstance(r["model"], str) and isinstance(r["depth"], int) and r["width"] == 32
+        assert isinstance(r["seconds_per_epoch"], float) and 0 < r["seconds_per_epoch"] < 30
+        assert len(r["epoch_seconds"]) == 1  # the warm-up epoch is not reported
+    by = {(r["model"], r["depth"]): r["seconds_per_epoch"] for r in rows}
+    for ratio in on_disk["ratios"]:
+        d = ratio["depth"]
+        assert ratio["ratio"] == pytest.approx(by[("glonet-fc", d)] / by[("resnet-fc", d)])
+    assert on_disk["cut_loss"] == 0.0 and on_disk["target"]["met"] is None  # no depth >= 50 in this sweep
+    assert "--depths 2,4" in on_disk["command"]
+    _png_ok(out / "train_speed.png")
+    md = (out / "train_speed.md").read_text()
+    assert "| depth |" in md and "train_speed.png" in md
+
+
+def test_ratio_and_target_verdict():
+    rows = [{"model": "glonet-fc", "depth": 50, "seconds_per_epoch": 1.0},
+            {"model": "resnet-fc", "depth": 50, "seconds_per_epoch": 2.0},
+            {"model": "glonet-fc", "depth": 100, "seconds_per_epoch": 3.0},
+            {"model": "resnet-fc", "depth": 100, "seconds_per_epoch": 2.0},
+            {"model": "glonet-fc", "depth": 10, "seconds_per_epoch": 5.0}]  # no resnet at 10: no ratio
+    ratios = ratio_rows(rows, ("glonet-fc", "resnet-fc"))
+    assert [(r["depth"], r["ratio"]) for r in ratios] == [(50, 0.5), (100, 1.5)]
+    assert ratios[0]["paper_gpu_ratio"] == pytest.approx(55 / 96, abs=1e-3)
+    verdict = target_verdict(ratios)
+    assert verdict["met"] is False and verdict["worst_ratio"] == 1.5 and verdict["depths_checked"] == [50, 100]
+    assert target_verdict(ratios[:1])["met"] is True
+
+
+def test_depth_accuracy_contract(tmp_path, capsys):
+    out = tmp_path / "da"
+    result = _run(["bench", "depth-accuracy", "--out", str(out), "--depths", "2,4", "--epochs", "1", "--threads", "1",
+                   "--quiet", "--json"], capsys)
+    assert {(r["model"], r["depth"]) for r in result["rows"]} == {
+        (m, d) for m in ("glonet-fc", "resnet-fc", "plain-fc") for d in (2, 4)}
+    assert all(0.0 <= r["score"] <= 1.0 for r in result["rows"]) and result["cut_loss"] == 0.0
+    curve = result["precision_curve"]
+    assert curve["depth"] == 4 and [s["cut"] for s in curve["scores"]] == [1, 2, 3, 4]
+    # The full-depth score of the deepest GloNet is the last point of its cut curve.
+    full = next(r["score"] for r in result["rows"] if r["model"] == "glonet-fc" and r["depth"] == 4)
+    assert curve["scores"][-1]["score"] == pytest.approx(full)
+    v = result["verdicts"]
+    assert set(v) >= {"glonet-fc", "resnet-fc", "plain-fc"} and isinstance(v["glonet-fc"]["flat"], (bool, type(None)))
+    _png_ok(out / "depth_accuracy.png")
+    assert (out / "depth_accuracy.json").is_file() and "| depth |" in (out / "depth_accuracy.md").read_text()
+
+
+def test_memory_contract(tmp_path, capsys):
+    out = tmp_path / "mem"
+    result = _run(["bench", "memory", "--out", str(out), "--depth", "3", "--width", "16", "--epochs", "1",
+                   "--repeats", "1", "--quiet", "--json"], capsys)
+    rows = {r["layout"].split(" (")[0]: r for r in result["rows"]}
+    assert set(rows) == {"truncated graphs", "shared weights", "segment chain", "full graph", "onnxruntime baseline"}
+    storage = result["storage"]
+    # Truncated graphs repeat the shallow blocks: more bytes than storing them once.
+    assert storage["truncated_family_bytes"] > storage["shared_weights_bytes"] > 0
+    assert storage["truncated_family_bytes"] > storage["segments_bytes"] > 0
+    assert rows["full graph"]["disk_x_full"] == 1.0
+    for r in result["rows"]:
+        assert r["rss_added_mb"] > 0 and r["rss_total_mb"] > r["rss_added_mb"]
+    _png_ok(out / "memory.png")
+    assert (out / "memory.md").is_file() and (out / "bundle" / "manifest.json").is_file()
+
+
+def test_registry_lists_shipped_suites_and_extends(tmp_path):
+    shipped = available_suites()
+    assert {"train-speed", "depth-accuracy", "memory"} <= set(shipped)
+    for module in shipped.values():
+        assert callable(module.add_arguments) and callable(module.run) and module.HELP
+    assert result_stem("train-speed") == "train_speed"
+    # A registered suite whose module is not shipped is left out, not an error.
+    register_suite("not-shipped-yet", "glonet_edge.bench.not_shipped_yet")
+    try:
+        assert load_suite("not-shipped-yet") is None and "not-shipped-yet" not in available_suites()
+    finally:
+        from glonet_edge import bench
+
+        bench.SUITES.pop("not-shipped-yet")
+
+
+def test_int_list_parses_and_rejects():
+    import argparse
+
+    assert int_list("50, 10,10") == [10, 50]
+    for bad in ("a,b", "0,4", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            int_list(bad)

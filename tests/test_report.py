@@ -1,0 +1,161 @@
+"""`glonet report`: one self-contained HTML page, checked as text and rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("matplotlib")
+
+from glonet_edge.cli import main  # noqa: E402
+from glonet_edge.errors import ConfigError  # noqa: E402
+from glonet_edge.export import export_bundle  # noqa: E402
+from glonet_edge.manifest import BundleManifest  # noqa: E402
+from glonet_edge.report import write_report  # noqa: E402
+from glonet_edge.train.trainer import TrainSettings, train_run  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# Appended to a copy of the page: after load, record each <img>'s decoded size in the DOM.
+PROBE = ("<script>window.addEventListener('load', () => document.body.setAttribute('data-imgs', "
+         "[...document.images].map(i => i.complete + ':' + i.naturalWidth + 'x' + i.naturalHeight).join(',')));"
+         "</script>")
+
+
+@pytest.fixture(scope="module")
+def run_and_bundle(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("report")
+    run = root / "run"
+    train_run("glonet-fc", 4, "digits", run, settings=TrainSettings(epochs=2), progress=False)
+    bundle = root / "bundle"
+    export_bundle(run, bundle, depths="all", progress=False)
+    return run, bundle
+
+
+@pytest.fixture(scope="module")
+def profiled_bundle(run_and_bundle, tmp_path_factory) -> Path:
+    """The bundle with what quantize / profile / a power meter add to the manifest."""
+    bundle = tmp_path_factory.mktemp("profiled") / "bundle"
+    shutil.copytree(run_and_bundle[1], bundle)
+    manifest = BundleManifest.load(bundle)
+    for e in manifest.depths:
+        fp32 = e.metrics["fp32"]["accuracy"]
+        e.metrics["int8"] = {"accuracy": fp32 - 0.002 * e.depth}
+        e.latency_ms = {"onnxruntime/fp32": {"p50": 0.1 * e.depth, "p90": 0.12 * e.depth, "batch": 1},
+                        "onnxruntime/int8": {"p50": 0.07 * e.depth, "p90": 0.08 * e.depth, "batch": 1}}
+        e.energy_mj = {"onnxruntime/fp32": 0.5 * e.depth}
+    manifest.depths[-1].rejected["int8"] = "int8 accuracy 0.1 below fp32 (max drop 0.005)"
+    manifest.save(bundle)
+    return bundle
+
+
+def _images(page: str) -> list[bytes]:
+    srcs = re.findall(r'<img[^>]*\ssrc="([^"]*)"', page)
+    assert len(srcs) == page.count("<img")
+    prefix = "data:image/png;base64,"
+    assert all(s.startswith(prefix) for s in srcs), "every image is an embedded PNG"
+    return [base64.b64decode(s[len(prefix):], validate=True) for s in srcs]
+
+
+def assert_self_contained(page: str) -> None:
+    assert not re.search(r"""(?:src|href|action)\s*=\s*["']?\s*(?:https?:)?//""", page, re.I), "no remote resources"
+    assert not re.search(r"https?://", page), "no URLs at all"
+    for needle in ("<link", "<script", "url(", "@import", "<iframe", "<object"):
+        assert needle not in page.lower()
+    for png in _images(page):
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
+
+
+def test_bundle_report_has_every_section(profiled_bundle, run_and_bundle, tmp_path, capsys):
+    out = tmp_path / "report.html"
+    assert main(["report", str(profiled_bundle), "--out", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert_self_contained(page)
+    for section in ("tradeoff", "family", "quantization", "explain", "training", "environment"):
+        assert f'id="{section}"' in page
+    assert "onnxruntime/int8" in page and "mJ onnxruntime/fp32" in page
+    assert "int8 accuracy 0.1 below fp32 (max drop 0.005)" in page and 'class="rejected"' in page
+    assert "Segment chain" in page and "shared weights file" in page
+    assert str(run_and_bundle[0]) in page  # the source checkpoint was found through export.json
+    assert len(_images(page)) == 3  # trade-off, explain, training
+
+
+def test_run_report_and_missing_source_run(run_and_bundle, tmp_path):
+    run, bundle = run_and_bundle
+    page_info = write_report(run, tmp_path / "run.html")
+    page = (tmp_path / "run.html").read_text(encoding="utf-8")
+    assert_self_contained(page)
+    assert 'id="training"' in page and 'id="explain"' in page and 'id="family"' not in page
+    assert page_info["explain"]["summary"]["blocks_for_90pct_share"] >= 0
+
+    moved = tmp_path / "elsewhere" / "bundle"
+    shutil.copytree(bundle, moved)
+    export = json.loads((moved / "export.json").read_text())
+    export["run"] = str(tmp_path / "gone")
+    (moved / "export.json").write_text(json.dumps(export))
+    info = write_report(moved, tmp_path / "moved.html", explain=False)
+    assert "run" not in info and any("not on this machine" in n for n in info["notes"])
+    info = write_report(moved, tmp_path / "given.html", run_dir=run, explain=False)
+    assert info["run"]["path"] == str(run) and not info["notes"]
+
+    other = tmp_path / "other-run"
+    train_run("glonet-fc", 2, "digits", other, settings=TrainSettings(epochs=1), progress=False)
+    info = write_report(moved, tmp_path / "other.html", run_dir=other, explain=False)
+    assert any("not the one this bundle was exported from" in n for n in info["notes"])
+
+
+def test_simulate_results_are_included(run_and_bundle, tmp_path):
+    sim = tmp_path / "sim"
+    sim.mkdir()
+    policies = {name: {"inferences": 10 * i + 1, "mean_score": 0.9, "energy_j": 1.5, "depth_switches": i}
+                for i, name in enumerate(("power-aware", "full-depth", "min-depth"))}
+    (sim / "simulate.json").write_text(json.dumps({"policies": policies}))
+    write_report(run_and_bundle[1], tmp_path / "r.html", simulate=sim, explain=False)
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert 'id="power"' in page and "power-aware" in page and "depth_switches" in page
+
+
+def test_neither_bundle_nor_run_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="neither a bundle"):
+        write_report(tmp_path, tmp_path / "x.html")
+
+
+def _chromium(*args: str) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+                              capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(profiled_bundle, tmp_path):
+    out = tmp_path / "report.html"
+    write_report(profiled_bundle, out)
+    page = out.read_text(encoding="utf-8")
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    dom = _chromium("--virtual-time-budget=5000", "--dump-dom", probe.as_uri())
+    found = re.search(r'data-imgs="([^"]*)"', dom.stdout)
+    assert found, f"page did not load: {dom.stderr[-500:]}"
+    images = found.group(1).split(",")
+    assert len(images) == page.count("<img") == 3
+    for img in images:
+        complete, size = img.split(":")
+        width, height = map(int, size.split("x"))
+        assert complete == "true" and width > 100 and height > 100, f"an image did not decode: {images}"
+
+    shot = tmp_path / "shot.png"
+    _chromium(f"--screenshot={shot}", "--window-size=1200,2000", out.as_uri())
+    from matplotlib.image import imread
+
+    pixels = imread(shot)
+    assert pixels.shape[0] == 2000 and pixels.shape[1] == 1200
+    assert pixels.std() > 0.05, "the screenshot is blank"
