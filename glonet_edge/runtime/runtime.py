@@ -196,13 +196,14 @@ class Runtime:
         Documented conversions: lists and other numeric dtypes are converted to float32, and
         non-contiguous arrays are copied. A single sample without a batch axis is refused
         rather than guessed (input shapes like (1, 8, 8) make that ambiguous)."""
-        if not isinstance(x, np.ndarray):
-            try:
-                x = np.asarray(x)
-            except Exception as exc:
-                raise ConfigError(f"input cannot be converted to a numpy array: {exc}") from exc
-        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
-            raise ConfigError(f"input must be numeric, got dtype {x.dtype}")
+        if not (type(x) is np.ndarray and x.dtype == np.float32):  # the common case skips these checks
+            if not isinstance(x, np.ndarray):
+                try:
+                    x = np.asarray(x)
+                except Exception as exc:
+                    raise ConfigError(f"input cannot be converted to a numpy array: {exc}") from exc
+            if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+                raise ConfigError(f"input must be numeric, got dtype {x.dtype}")
         if x.ndim != len(self._input_shape) + 1 or tuple(x.shape[1:]) != self._input_shape:
             raise ConfigError(f"input has shape {x.shape}, this bundle expects (batch, "
                               f"{', '.join(map(str, self._input_shape))}); add a batch axis or reshape")
