@@ -32,7 +32,6 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .data import load_dataset
 from .errors import ConfigError
 from .train.checkpoint import Checkpoint, load_checkpoint
 from .train.models.base import DepthModel
@@ -110,19 +109,7 @@ def _linear_readout(model: DepthModel, final_sum: torch.Tensor) -> Readout:
 
 def held_out(ckpt: Checkpoint, dataset: str | None = None) -> np.ndarray:
     """The checkpoint's validation inputs, rebuilt from its recorded data spec, seed and split."""
-    data_cfg = ckpt.config.data
-    spec = dataset or data_cfg.get("dataset")
-    if not isinstance(spec, str) or not spec:
-        raise ConfigError(f"{ckpt.path}/config.json records no data set; pass the one it was trained on with --data")
-    try:
-        data = load_dataset(spec, seed=int(data_cfg.get("seed", 0)), val_fraction=float(data_cfg.get("val_fraction", 0.2)))
-    except ConfigError as exc:
-        raise ConfigError(f"cannot reload the held-out split of {spec!r} ({exc}); pass --data with where that data "
-                          "set is on this machine") from exc
-    if data.input_shape != list(ckpt.config.model.input_shape):
-        raise ConfigError(f"data set {spec!r} gives samples of shape {data.input_shape}, the checkpoint expects "
-                          f"{ckpt.config.model.input_shape}; pass the data set it was trained on with --data")
-    return data.x_val
+    return ckpt.reload_data(dataset).x_val
 
 
 @torch.no_grad()

@@ -115,16 +115,10 @@ def _artifacts_from_json(items: Any, where: str) -> list[Artifact]:
     return [Artifact.from_json(a) for a in items]
 
 
-@dataclass
-class DepthEntry:
-    depth: int
-    params: int
-    macs: int
-    artifacts: list[Artifact] = field(default_factory=list)
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # {precision: {metric: value}}
-    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # {"target/precision": {p50, p90, batch}}
-    energy_mj: dict[str, float] = field(default_factory=dict)  # {"target/precision": mJ per inference}
-    rejected: dict[str, str] = field(default_factory=dict)  # {precision: why it must not be served}
+class _ArtifactHolder:
+    """Lookup and replacement of one entry's artifacts by (format, precision)."""
+
+    artifacts: list[Artifact]
 
     def artifact(self, format: str, precision: str) -> Artifact | None:
         for a in self.artifacts:
@@ -136,6 +130,18 @@ class DepthEntry:
         self.artifacts = [a for a in self.artifacts
                           if not (a.format == artifact.format and a.precision == artifact.precision)]
         self.artifacts.append(artifact)
+
+
+@dataclass
+class DepthEntry(_ArtifactHolder):
+    depth: int
+    params: int
+    macs: int
+    artifacts: list[Artifact] = field(default_factory=list)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # {precision: {metric: value}}
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # {"target/precision": {p50, p90, batch}}
+    energy_mj: dict[str, float] = field(default_factory=dict)  # {"target/precision": mJ per inference}
+    rejected: dict[str, str] = field(default_factory=dict)  # {precision: why it must not be served}
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -181,7 +187,7 @@ class DepthEntry:
 
 
 @dataclass
-class SegmentEntry:
+class SegmentEntry(_ArtifactHolder):
     """Segment j of the anytime chain: runs blocks start_depth+1 .. end_depth.
 
     Inputs are `inputs` (["x"] for the first segment, the carried state otherwise); outputs
@@ -194,17 +200,6 @@ class SegmentEntry:
     inputs: list[str]
     outputs: list[str]
     artifacts: list[Artifact] = field(default_factory=list)
-
-    def artifact(self, format: str, precision: str) -> Artifact | None:
-        for a in self.artifacts:
-            if a.format == format and a.precision == precision:
-                return a
-        return None
-
-    def set_artifact(self, artifact: Artifact) -> None:
-        self.artifacts = [a for a in self.artifacts
-                          if not (a.format == artifact.format and a.precision == artifact.precision)]
-        self.artifacts.append(artifact)
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "start_depth": self.start_depth, "end_depth": self.end_depth,

@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pipeline import Pipeline, PipelineConfig
+    from ..pipeline import PipelineConfig
 
     config = PipelineConfig.from_toml(args.config, workdir=args.workdir)
     return run_pipeline(args, config)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..data import load_dataset, score
+from ..data import score
 from ..errors import ConfigError
 from ..fileio import atomic_write_json, staged_directory
 from ..manifest import MANIFEST_NAME, Artifact, BundleManifest, DepthEntry, SegmentEntry
@@ -154,20 +154,8 @@ def _check_out_dir(out_dir: Path, run_dir: Path) -> None:
 
 def _validation_split(ckpt: Checkpoint, dataset: str | None) -> tuple[np.ndarray, np.ndarray, str]:
     """The checkpoint's held-out split, rebuilt from its recorded data spec, seed and fraction."""
-    data_cfg = ckpt.config.data
-    spec = dataset or data_cfg.get("dataset")
-    if not isinstance(spec, str) or not spec:
-        raise ConfigError(f"{ckpt.path}/config.json records no data set; pass the one it was trained on with --data")
-    try:
-        data = load_dataset(spec, seed=int(data_cfg.get("seed", 0)), val_fraction=float(data_cfg.get("val_fraction", 0.2)))
-    except ConfigError as exc:
-        raise ConfigError(f"cannot reload the held-out split of {spec!r} to score the exported graphs ({exc}); "
-                          "pass --data with where that data set is on this machine") from exc
-    cfg = ckpt.config.model
-    if data.input_shape != list(cfg.input_shape) or data.task != cfg.task:
-        raise ConfigError(f"data set {spec!r} gives {data.task} samples of shape {data.input_shape}, the checkpoint "
-                          f"expects {cfg.task} samples of shape {cfg.input_shape}; pass the data set it was trained on")
-    return data.x_val, data.y_val, spec
+    data = ckpt.reload_data(dataset)
+    return data.x_val, data.y_val, dataset or ckpt.config.data["dataset"]
 
 
 @torch.no_grad()

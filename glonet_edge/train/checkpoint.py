@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -17,6 +17,9 @@ from .. import __version__
 from ..errors import ArtifactError, ConfigError
 from ..fileio import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes, sha256_file, staged_directory
 from .models import DepthModel, ModelConfig, create_model
+
+if TYPE_CHECKING:
+    from ..data import Dataset
 
 CHECKPOINT_SCHEMA = 1
 CONFIG_NAME, WEIGHTS_NAME, METRICS_NAME = "config.json", "model.safetensors", "metrics.json"
@@ -131,6 +134,28 @@ class Checkpoint:
     def sha256(self) -> str:
         """Identity of the trained weights, recorded in every bundle made from them."""
         return sha256_file(self.path / WEIGHTS_NAME)
+
+    def reload_data(self, dataset: str | None = None) -> "Dataset":
+        """The data set this checkpoint was trained on, split exactly as in training (same
+        seed and fraction); `dataset` overrides the recorded spec when the data moved."""
+        from ..data import load_dataset
+
+        data_cfg = self.config.data
+        spec = dataset or data_cfg.get("dataset")
+        if not isinstance(spec, str) or not spec:
+            raise ConfigError(f"{self.path}/config.json records no data set; pass the one it was trained on with --data")
+        try:
+            data = load_dataset(spec, seed=int(data_cfg.get("seed", 0)),
+                                val_fraction=float(data_cfg.get("val_fraction", 0.2)))
+        except ConfigError as exc:
+            raise ConfigError(f"cannot reload the held-out split of {spec!r} ({exc}); pass --data with where that "
+                              "data set is on this machine") from exc
+        cfg = self.config.model
+        if data.input_shape != list(cfg.input_shape) or data.task != cfg.task:
+            raise ConfigError(f"data set {spec!r} gives {data.task} samples of shape {data.input_shape}, the "
+                              f"checkpoint expects {cfg.task} samples of shape {cfg.input_shape}; pass the data set "
+                              "it was trained on with --data")
+        return data
 
 
 def save_checkpoint(out: str | Path, config: RunConfig, model: DepthModel, metrics: RunMetrics) -> Path:
