@@ -131,14 +131,17 @@ def benchmark_app_ms(ir: Path, shape: list[int], threads: int) -> float | None:
     exe = shutil.which("benchmark_app")
     if exe is None:
         return None
-    cmd = [exe, "-m", str(ir), "-d", "CPU", "-hint", "latency", "-t", "3", "-nthreads", str(threads),
-           "-shape", f"[{','.join(map(str, shape))}]"]
+    # benchmark_app accepts -nthreads only with -hint none; f32 matches what the target compiles.
+    cmd = [exe, "-m", str(ir), "-d", "CPU", "-hint", "none", "-nstreams", "1", "-nthreads", str(threads),
+           "-api", "sync", "-infer_precision", "f32", "-t", "3", "-shape", f"[{','.join(map(str, shape))}]"]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
     except (subprocess.SubprocessError, OSError):
         return None
-    match = re.search(r"Median:\s+([\d.]+)\s+ms", out)
-    return float(match.group(1)) if match else None
+    match = re.search(r"Median:\s+([\d.]+)\s+(ms|us)", out)
+    if not match:
+        return None
+    return float(match.group(1)) / (1000.0 if match.group(2) == "us" else 1.0)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
