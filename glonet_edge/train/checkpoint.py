@@ -116,8 +116,9 @@ class RunMetrics:
                                   "'depth': finite number")
             scores[k] = float(v)
         curve, seconds = d.get("curve", []), d.get("seconds_per_epoch", [])
-        if not isinstance(curve, list) or not all(isinstance(c, dict) for c in curve):
-            raise ConfigError("metrics.json 'curve' must be a list of objects (one per epoch)")
+        if not isinstance(curve, list) or not all(isinstance(c, dict) and all(_finite(v) for v in c.values())
+                                                  for c in curve):
+            raise ConfigError("metrics.json 'curve' must be a list of objects of finite numbers (one per epoch)")
         if not isinstance(seconds, list) or not all(_finite(s) and s >= 0 for s in seconds):
             raise ConfigError("metrics.json 'seconds_per_epoch' must be a list of non-negative numbers")
         return cls(d["metric"], scores, list(curve), list(seconds))
