@@ -44,6 +44,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
+import contextlib
 import logging
 import tempfile
 import time
@@ -138,9 +139,16 @@ class _Reader:
         return 0
 
 
+@contextlib.contextmanager
 def _quiet_ort_logging():
-    logging.getLogger("root").setLevel(logging.ERROR)
-    logging.getLogger().setLevel(logging.ERROR)
+    """onnxruntime's quantizer logs through the root logger: quiet it for the call only."""
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(before)
 
 
 def ort_quantize(src: Any, dst: Path, feeds: list[dict[str, np.ndarray]] | None = None,
@@ -150,9 +158,8 @@ def ort_quantize(src: Any, dst: Path, feeds: list[dict[str, np.ndarray]] | None 
     """quantize_static with the TensorRT recipe; calibrates on `feeds`, or uses precomputed
     min/max `ranges` ({tensor name: (min, max)}) through the calibration cache."""
     q = require("onnxruntime.quantization", "onnxruntime")
-    _quiet_ort_logging()
     kwargs: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="glonet-quant.") as tmp:
+    with _quiet_ort_logging(), tempfile.TemporaryDirectory(prefix="glonet-quant.") as tmp:
         if ranges is not None:
             from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 

@@ -148,7 +148,8 @@ class Runtime:
     @property
     def depth(self) -> int:
         """The depth the next `infer` will use."""
-        return self._pinned if self._pinned is not None else self._depth
+        pinned = self._pinned
+        return pinned if pinned is not None else self._depth
 
     @property
     def decision(self) -> Decision:
@@ -157,7 +158,7 @@ class Runtime:
 
     def set_depth(self, depth: int | None) -> None:
         """Pin a depth (must be one of `depths`), or None to hand the choice back to the policy."""
-        if depth is not None and depth not in self._models:
+        if depth is not None and (isinstance(depth, bool) or depth not in self._models):
             raise ConfigError(f"depth {depth!r} is not servable here; choose one of {self.depths} or None")
         self._pinned = depth
 
@@ -202,8 +203,8 @@ class Runtime:
                     x = np.asarray(x)
                 except Exception as exc:
                     raise ConfigError(f"input cannot be converted to a numpy array: {exc}") from exc
-            if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
-                raise ConfigError(f"input must be numeric, got dtype {x.dtype}")
+            if x.dtype.kind not in "biuf":  # complex, timedelta, strings, objects would cast lossily
+                raise ConfigError(f"input must be real numbers (bool, int or float), got dtype {x.dtype}")
         if x.ndim != len(self._input_shape) + 1 or tuple(x.shape[1:]) != self._input_shape:
             raise ConfigError(f"input has shape {x.shape}, this bundle expects (batch, "
                               f"{', '.join(map(str, self._input_shape))}); add a batch axis or reshape")
@@ -219,11 +220,12 @@ class Runtime:
         """Run the depth chosen by the policy (or pinned) on a batch."""
         start = time.perf_counter()
         x = self.check_input(x)
-        if self._pinned is None:
+        pinned = self._pinned  # read once: another thread may unpin between two reads
+        if pinned is None:
             self._maybe_poll()
             depth, reason = self._depth, self._decision.reason
         else:
-            depth, reason = self._pinned, "pinned with set_depth"
+            depth, reason = pinned, "pinned with set_depth"
         (y,) = self._models[depth].run_validated({self._input_name: x})
         return Prediction(y, depth, (time.perf_counter() - start) * 1e3, reason)
 
@@ -236,8 +238,10 @@ class Runtime:
         if not self._segments:
             raise ConfigError(f"bundle {self.bundle} has no segment chain for {self.target}; "
                               "re-export without --no-segments (and compile the segments)")
-        if not (isinstance(deadline_ms, (int, float)) and deadline_ms > 0):
+        if isinstance(deadline_ms, bool) or not (isinstance(deadline_ms, (int, float)) and deadline_ms > 0):
             raise ConfigError(f"deadline_ms must be a positive number, got {deadline_ms!r}")
+        if max_depth is not None and (isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 1):
+            raise ConfigError(f"max_depth must be a positive int or None, got {max_depth!r}")
         start = time.perf_counter()
         x = self.check_input(x)
         if self._pinned is None:
@@ -313,10 +317,7 @@ def _policy_config(policy: PolicyConfig | str | Path | Mapping | None) -> Policy
         return policy
     if isinstance(policy, Mapping):
         return PolicyConfig.from_json(dict(policy))
-    path = Path(policy)
-    if path.suffix == ".json":
-        return PolicyConfig.from_json_text(path.read_text(encoding="utf-8"), where=str(path))
-    return PolicyConfig.from_toml(path)
+    return PolicyConfig.from_file(policy)
 
 
 def _rss_bytes() -> int | None:

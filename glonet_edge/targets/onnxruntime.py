@@ -56,7 +56,12 @@ class OrtCompiledModel(CompiledModel):
         return self.run_validated(self.check_feeds(feeds))
 
     def run_validated(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return list(self.session.run(self.output_names, feeds))
+        try:
+            return list(self.session.run(self.output_names, feeds))
+        except Exception as exc:  # onnxruntime raises its own InvalidArgument / Fail / RuntimeException
+            shapes = {k: tuple(v.shape) for k, v in feeds.items()}
+            raise ConfigError(f"ONNX Runtime inference failed ({type(exc).__name__}: {exc}); inputs {shapes} do "
+                              f"not fit the graph's inputs {self.input_names}") from exc
 
     def raw_callable(self) -> Callable[[dict[str, np.ndarray]], Any]:
         run, names = self.session.run, self.output_names

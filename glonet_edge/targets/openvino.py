@@ -78,7 +78,8 @@ class OVCompiledModel(CompiledModel):
             # the request, skipping the results dict infer(feeds) builds; outputs are copied once
             # because the request reuses its buffers on its next call.
             for name, port in self._inputs:
-                req.set_tensor(port, self._tensor(feeds[name], shared_memory=True))
+                arr = feeds[name]  # OpenVINO can only share writeable memory
+                req.set_tensor(port, self._tensor(arr, shared_memory=arr.flags.writeable))
             req.infer()
             return [req.get_output_tensor(i).data.copy() for i in range(len(self._outputs))]
         except RuntimeError as exc:
@@ -96,7 +97,8 @@ class OVCompiledModel(CompiledModel):
 
         def raw(feeds: dict[str, np.ndarray]) -> Any:
             for name, port in inputs:
-                req.set_tensor(port, tensor(feeds[name], shared_memory=True))
+                arr = feeds[name]
+                req.set_tensor(port, tensor(arr, shared_memory=arr.flags.writeable))
             req.infer()
             return req.get_output_tensor(0).data
 

@@ -167,7 +167,7 @@ def test_input_validation_at_the_boundary(fc_served_bundle, x_val, reference):
         bad[1, 0, 3, 3] = np.nan
         with pytest.raises(ConfigError, match="1 NaN/Inf"):
             rt.infer(bad)
-        with pytest.raises(ConfigError, match="numeric"):
+        with pytest.raises(ConfigError, match="must be real numbers"):
             rt.infer(np.array([["a"]]))
         with pytest.raises(ConfigError, match="empty"):
             rt.infer(x_val[:0])
