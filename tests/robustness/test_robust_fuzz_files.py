@@ -324,19 +324,15 @@ def test_load_checkpoint_with_damaged_weights(fc_run, fuzz_run, data):
 
 def test_checkpoint_is_never_unpickled(fc_run, tmp_path):
     """A pickle (what torch.save writes) in place of the weights is refused, never executed."""
-    import pickle
-
     from glonet_edge.train.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
     shutil.copytree(fc_run, run)
     marker = tmp_path / "pwned"
 
-    class Evil:
-        def __reduce__(self):
-            return (Path.touch, (marker,))
-
-    (run / "model.safetensors").write_bytes(pickle.dumps(Evil()))
+    # A hand-written protocol-0 pickle that would run `os.system("touch MARKER")` if unpickled.
+    payload = b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
+    (run / "model.safetensors").write_bytes(payload)
     with pytest.raises(GlonetError):
         load_checkpoint(run)
     assert not marker.exists()
