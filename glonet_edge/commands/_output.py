@@ -11,6 +11,17 @@ from typing import Any, Sequence
 from ..fileio import atomic_write_json
 
 
+def depth_list(value: str) -> list[int]:
+    """argparse type for --depths: a comma list of ints such as 1,2,4,8."""
+    try:
+        depths = [int(d) for d in value.split(",") if d.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--depths must be a comma list of ints, got {value!r}") from exc
+    if not depths:
+        raise argparse.ArgumentTypeError("--depths is empty; give a comma list of ints like 1,2,4,8")
+    return depths
+
+
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout (no table)")
 

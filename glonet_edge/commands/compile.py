@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._output import add_json_flag, emit
+from ._output import add_json_flag, depth_list, emit
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="fp32", help="comma list of fp32, fp16, int8 (default fp32)")
     p.add_argument("--device", default=None,
                    help="openvino: CPU|GPU|NPU|AUTO; onnxruntime: CPU|GPU|TENSORRT|OPENVINO|AUTO; tensorrt: GPU|DLA[:n]")
-    p.add_argument("--depths", default=None, metavar="LIST", help="only these depths (comma list)")
+    p.add_argument("--depths", type=depth_list, default=None, metavar="LIST", help="only these depths (comma list)")
     p.add_argument("--no-segments", action="store_true", help="skip the segment chain")
     p.add_argument("--no-verify", action="store_true", help="do not run each artifact against onnxruntime fp32")
     p.add_argument("--max-batch", type=int, default=None, help="tensorrt: largest batch of the optimization profile (32)")
@@ -33,19 +33,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..errors import ConfigError
     from ..targets.compile import compile_bundle, parse_precisions
 
-    depths = None
-    if args.depths:
-        try:
-            depths = [int(d) for d in args.depths.split(",") if d.strip()]
-        except ValueError as exc:
-            raise ConfigError(f"--depths must be a comma list of ints, got {args.depths!r}") from exc
     options = {k: v for k, v in (("max_batch", args.max_batch), ("opt_batch", args.opt_batch),
                                  ("workspace_mib", args.workspace_mib)) if v is not None}
     result = compile_bundle(args.bundle, args.target, parse_precisions(args.precision), device=args.device,
-                            depths=depths, segments=not args.no_segments, verify=not args.no_verify,
+                            depths=args.depths, segments=not args.no_segments, verify=not args.no_verify,
                             progress=not (args.no_progress or args.json), **options)
     rows = [{"graph": f"depth {r['depth']}" if "depth" in r else f"segment {r['segment']}", "precision": r["precision"],
              "status": r["status"], "bytes": r.get("bytes"), "build_s": r.get("build_s"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._output import add_json_flag, emit
+from ._output import add_json_flag, depth_list, emit
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batches", default="1,8,32", help="batch sizes to sweep (batch 1 always included)")
     p.add_argument("--iterations", type=int, default=100, help="timed calls per depth and batch (100)")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls before timing (10)")
-    p.add_argument("--depths", default=None, metavar="LIST", help="only these depths (comma list)")
+    p.add_argument("--depths", type=depth_list, default=None, metavar="LIST", help="only these depths (comma list)")
     p.add_argument("--threads", type=int, default=None, help="engine threads (default: the engine's choice)")
     p.add_argument("--energy", default="auto", help="energy meter: auto | rapl | nvml | none")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -30,17 +30,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
     from ..targets.profile import parse_batches, profile_bundle
 
-    depths = None
-    if args.depths:
-        try:
-            depths = [int(d) for d in args.depths.split(",") if d.strip()]
-        except ValueError as exc:
-            raise ConfigError(f"--depths must be a comma list of ints, got {args.depths!r}") from exc
     result = profile_bundle(args.bundle, args.target, args.precision, batches=parse_batches(args.batches),
-                            iterations=args.iterations, warmup=args.warmup, device=args.device, depths=depths,
+                            iterations=args.iterations, warmup=args.warmup, device=args.device, depths=args.depths,
                             energy=args.energy, threads=args.threads, progress=not (args.no_progress or args.json))
     cols = ["depth", "batch", "p50", "p90", "raw_p50", "per_sample_ms"]
     if any("energy_mj" in r for r in result["rows"]):

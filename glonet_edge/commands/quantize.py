@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._output import add_json_flag, emit
-
-
-def _depths(value: str) -> list[int]:
-    try:
-        return [int(v) for v in value.split(",") if v.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--depths must be a comma list of ints, got {value!r}") from exc
+from ._output import add_json_flag, depth_list, emit
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calib-size", type=int, default=512, metavar="N", help="training samples used for calibration (512)")
     p.add_argument("--max-drop", type=float, default=0.005,
                    help="largest allowed absolute score drop vs fp32 on held-out data (0.005 = 0.5 points)")
-    p.add_argument("--depths", type=_depths, default=None, metavar="LIST", help="only these depths (default: all)")
+    p.add_argument("--depths", type=depth_list, default=None, metavar="LIST", help="only these depths (default: all)")
     p.add_argument("--segments", action="store_true", help="also quantize the segment chain")
     p.add_argument("--no-share-calibration", action="store_true",
                    help="calibrate every graph separately instead of once for the whole family")
