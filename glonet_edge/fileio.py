@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import ArtifactError
+from .errors import ArtifactError, ConfigError
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -54,25 +54,30 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
-def read_json(path: str | os.PathLike, what: str) -> Any:
-    """Read a JSON file, turning every way it can be broken into an ArtifactError."""
+def read_text(path: str | os.PathLike, what: str, error: type[Exception] = ArtifactError) -> str:
+    """A UTF-8 text file; a missing or unreadable one raises `error` naming `what` and the path."""
     path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"{what} not found at {path}; check the path or re-create it.")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (UnicodeDecodeError, OSError) as exc:
-        raise ArtifactError(f"{what} at {path} is unreadable ({exc}); re-create it.") from exc
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{what} {path} not found; check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{what} {path} is unreadable ({exc}); it must be UTF-8 text") from None
+
+
+def parse_json(text: str, where: str, error: type[Exception] = ConfigError) -> Any:
+    """json.loads with every failure (bad syntax, huge ints, deep nesting) as `error`."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ArtifactError(
-            f"{what} at {path} is not valid JSON (line {exc.lineno}: {exc.msg}); "
-            "it was truncated or hand-edited: re-create it."
-        ) from exc
+        raise error(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     except (ValueError, RecursionError) as exc:  # an int over 4300 digits; nesting deeper than the stack
-        raise ArtifactError(f"{what} at {path} is not JSON this reader accepts ({str(exc)[:80]}); "
-                            "it was corrupted or hand-edited: re-create it.") from exc
+        raise error(f"{where}: not JSON this reader accepts ({str(exc)[:80]})") from None
+
+
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """Read a JSON file, turning every way it can be broken into an ArtifactError."""
+    return parse_json(read_text(path, what), f"{what} {path} (truncated or hand-edited: re-create it)", ArtifactError)
 
 
 def confined_path(root: str | os.PathLike, relative: str) -> Path:

@@ -33,7 +33,6 @@ row says whether its numbers are measured or estimated.
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import threading
 import time
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError
+from ..fileio import parse_json, read_text
 from .power.base import PowerState
 
 SCHEMA_VERSION = 1
@@ -276,38 +276,18 @@ class PolicyConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "PolicyConfig":
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"policy file {path} not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"policy file {path} is unreadable: {exc}") from None
-        return cls.from_toml_text(text, str(path))
+        return cls.from_toml_text(read_text(path, "policy file", ConfigError), str(path))
 
     @classmethod
     def from_file(cls, path: str | Path) -> "PolicyConfig":
         """A policy file: JSON when it ends in .json, TOML otherwise; every failure is a ConfigError."""
-        path = Path(path)
-        if path.suffix != ".json":
+        if Path(path).suffix != ".json":
             return cls.from_toml(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"policy file {path} not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"policy file {path} is unreadable: {exc}") from None
-        return cls.from_json_text(text, str(path))
+        return cls.from_json_text(read_text(path, "policy file", ConfigError), str(path))
 
     @classmethod
     def from_json_text(cls, text: str, where: str = "policy.json") -> "PolicyConfig":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        except (ValueError, RecursionError) as exc:  # an int over 4300 digits; nesting deeper than the stack
-            raise ConfigError(f"{where}: not JSON this reader accepts ({str(exc)[:80]})") from None
-        return cls.from_json(data, where)
+        return cls.from_json(parse_json(text, where), where)
 
 
 # ---- the pure rule -------------------------------------------------------------------------------

@@ -300,7 +300,7 @@ def simulate_bundle(bundle: str | Path, trace: str | Path, out: str | Path, *, b
     manifest = BundleManifest.load(bundle)
     table = family_table(manifest, target, precision)
     loaded = load_trace(resolve_trace(str(trace)))
-    config = PolicyConfig.from_toml(policy) if policy else PolicyConfig()
+    config = PolicyConfig.from_file(policy) if policy else PolicyConfig()
     result = run_simulation(table, loaded, config, cost_model=COST_MODELS[cost_model], battery_wh=battery_wh,
                             rate_hz=rate_hz, step_s=step_s)
     result.update(bundle=str(Path(bundle)), target=target, precision=precision, metric=manifest.metric_name)

@@ -12,13 +12,13 @@ test harness) can change the state of a running service by editing it.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 from ...errors import ConfigError
+from ...fileio import parse_json
 from .base import Clock, PowerSource, PowerState, SensorError, parse_field, read_bounded
 
 ENV_VAR = "GLONET_POWER"
@@ -29,12 +29,7 @@ def parse_override(text: str, where: str) -> dict[str, Any]:
     """Fields from an override text (JSON object or key=value list); ConfigError names `where`."""
     stripped = text.strip()
     if stripped.startswith("{"):
-        try:
-            raw = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        except (ValueError, RecursionError) as exc:  # an int over 4300 digits; nesting deeper than the stack
-            raise ConfigError(f"{where}: not JSON this reader accepts ({str(exc)[:80]})") from None
+        raw = parse_json(stripped, where)
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: the JSON must be an object of fields")
         pairs = list(raw.items())

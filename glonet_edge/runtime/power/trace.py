@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import ConfigError
+from ...fileio import read_text
 from .base import Clock, PowerSource, PowerState, parse_field
 
 TIME_COLUMN = "t_s"
@@ -107,14 +108,7 @@ def parse_trace(text: str, name: str = "<trace>") -> Trace:
 
 
 def load_trace(path: str | Path) -> Trace:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TraceError(f"power trace {path} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TraceError(f"power trace {path} is unreadable ({exc}); it must be UTF-8 CSV text") from None
-    return parse_trace(text, str(path))
+    return parse_trace(read_text(path, "power trace", TraceError), str(path))
 
 
 def shipped_traces() -> list[str]:
