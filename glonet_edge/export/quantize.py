@@ -54,6 +54,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..progress import progress_bar
 from ..errors import ArtifactError, ConfigError, require
 from ..fileio import staged_directory
 from ..manifest import Artifact, BundleManifest
@@ -525,16 +526,6 @@ def load_calibration(manifest: BundleManifest, calib_size: int, seed: int = 0, d
     return Calibration(np.ascontiguousarray(data.x_train[idx]), data.x_val, data.y_val, data.task, data.metric_name)
 
 
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm ships with the train extra
-        return None
-    return tqdm(total=total, desc=desc, unit="graph", leave=False)
-
-
 def _segment_input_keys(seg, prev_seg, prev_keys: dict[str, str], prev_model, input_name: str) -> dict[str, str]:
     if prev_seg is None:
         return {input_name: input_name}
@@ -644,7 +635,7 @@ def quantize_bundle(bundle_dir: str | Path, method: str = "ort", calib_size: int
                 shared, use_cache, share_note = False, False, f"calibration ranges not precomputed: {exc}"
 
         # ---- depths -----------------------------------------------------------------------------
-        bar = _progress(len(selected) + len(seg_sources), f"quantize ({method})", progress)
+        bar = progress_bar(len(selected) + len(seg_sources), f"quantize ({method})", "graph", progress)
         feeds = [{input_name: xb} for xb in cal.batches(equal=True)]
         for d in selected:
             entry = manifest.depth(d)

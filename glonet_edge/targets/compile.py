@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..progress import progress_bar
 from ..errors import ArtifactError, ConfigError
 from ..fileio import atomic_write_json, staged_directory
 from ..manifest import Artifact, BundleManifest
@@ -85,14 +86,7 @@ def compile_bundle(bundle_dir: str | Path, target: str, precisions: Sequence[str
     inputs = sample_inputs(manifest) if verify else None
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
-    bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(selected) * len(precisions), desc=f"compile {t.name}", unit="graph", leave=False)
-        except ImportError:  # pragma: no cover
-            bar = None
+    bar = progress_bar(len(selected) * len(precisions), f"compile {t.name}", "graph", progress)
 
     with staged_directory(bundle_dir) as stage:
         subdir = t.bundle_subdir(device=device, **options)

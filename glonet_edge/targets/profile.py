@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..progress import progress_bar
 from ..errors import ConfigError
 from ..fileio import atomic_write_json
 from ..manifest import BundleManifest
@@ -164,14 +165,7 @@ def profile_bundle(bundle_dir: str | Path, target: str, precision: str, batches:
     # all depths compiled/loaded once, as the runtime does; then measured one after another
     models = {d: load_artifact(bundle_dir, depth_artifact(manifest.depth(d), t, precision), t, **load_opts)
               for d in selected}
-    bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(selected) * len(batches), desc=f"profile {key}", unit="run", leave=False)
-        except ImportError:  # pragma: no cover
-            bar = None
+    bar = progress_bar(len(selected) * len(batches), f"profile {key}", "run", progress)
     for d in selected:
         model = models[d]
         entry = manifest.depth(d)
