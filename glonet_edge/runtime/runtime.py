@@ -282,10 +282,10 @@ class Runtime:
     # ---- introspection -------------------------------------------------------------------------
     def resources(self) -> dict[str, Any]:
         """What the loaded family holds: models, bytes of their artifacts, process RSS."""
-        arts = [e.artifact(get_target(self.target).artifact_format, self.precision) for e in self.manifest.depths
-                if e.depth in self._models]
-        seg_arts = [s.artifact(get_target(self.target).artifact_format, self.segment_precision or "fp32")
-                    for s in self.manifest.segments] if self._segments else []
+        fmt = get_target(self.target).artifact_format
+        arts = [e.artifact(fmt, self.precision) for e in self.manifest.depths if e.depth in self._models]
+        seg_arts = ([s.artifact(fmt, self.segment_precision or "fp32") for s in self.manifest.segments]
+                    if self._segments else [])
         size = lambda a: a.bytes + sum(c["bytes"] for c in a.companions)  # noqa: E731
         return {"target": self.target, "precision": self.precision, "depths_loaded": len(self._models),
                 "segments_loaded": len(self._segments),
