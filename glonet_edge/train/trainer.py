@@ -18,6 +18,10 @@ from .checkpoint import RunConfig, RunMetrics, save_checkpoint
 from .models import DepthModel, ModelConfig, create_model
 
 
+class TrainingDiverged(ConfigError):
+    """The loss became NaN/Inf; the model's weights are no longer usable."""
+
+
 @dataclass
 class TrainSettings:
     epochs: int = 40
@@ -135,7 +139,8 @@ def train_model(model: DepthModel, data: Dataset, settings: TrainSettings, progr
                 else:
                     loss = loss_fn(model, net(x_train[idx]), y_train[idx])
                 if not torch.isfinite(loss):
-                    raise ConfigError(f"training diverged (loss {loss.item()}) at epoch {epoch + 1}; lower --lr")
+                    raise TrainingDiverged(f"training diverged (loss {loss.item()}) at epoch {epoch + 1}; lower --lr "
+                                           "or clip gradients (--grad-clip)")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if settings.grad_clip:

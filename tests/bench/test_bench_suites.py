@@ -64,19 +64,33 @@ def test_ratio_and_target_verdict():
 def test_depth_accuracy_contract(tmp_path, capsys):
     out = tmp_path / "da"
     result = _run(["bench", "depth-accuracy", "--out", str(out), "--depths", "2,4", "--epochs", "1", "--threads", "1",
-                   "--quiet", "--json"], capsys)
+                   "--seeds", "0", "--quiet", "--json"], capsys)
     assert {(r["model"], r["depth"]) for r in result["rows"]} == {
-        (m, d) for m in ("glonet-fc", "resnet-fc", "plain-fc") for d in (2, 4)}
-    assert all(0.0 <= r["score"] <= 1.0 for r in result["rows"]) and result["cut_loss"] == 0.0
+        (m, d) for m in ("glonet-fc", "residual-fc", "resnet-fc", "plain-fc") for d in (2, 4)}
+    assert all(0.0 <= r["score"] <= 1.0 and r["diverged"] is False for r in result["rows"])
+    # The reference code's recipe: plain loss, no gradient clipping.
+    assert result["cut_loss"] == 0.0 and result["grad_clip"] == 0.0
     curve = result["precision_curve"]
     assert curve["depth"] == 4 and [s["cut"] for s in curve["scores"]] == [1, 2, 3, 4]
     # The full-depth score of the deepest GloNet is the last point of its cut curve.
     full = next(r["score"] for r in result["rows"] if r["model"] == "glonet-fc" and r["depth"] == 4)
     assert curve["scores"][-1]["score"] == pytest.approx(full)
     v = result["verdicts"]
-    assert set(v) >= {"glonet-fc", "resnet-fc", "plain-fc"} and isinstance(v["glonet-fc"]["flat"], (bool, type(None)))
+    assert set(v) >= {"glonet-fc", "residual-fc", "resnet-fc", "plain-fc"}
+    assert isinstance(v["glonet-fc"]["flat"], (bool, type(None)))
     _png_ok(out / "depth_accuracy.png")
     assert (out / "depth_accuracy.json").is_file() and "| depth |" in (out / "depth_accuracy.md").read_text()
+
+
+def test_depth_accuracy_records_a_diverged_run(tmp_path, capsys):
+    """A run whose loss turns NaN is kept as a data point (majority-class score), not a crash."""
+    out = tmp_path / "da"
+    result = _run(["bench", "depth-accuracy", "--out", str(out), "--models", "residual-fc", "--depths", "16",
+                   "--epochs", "2", "--lr", "1e6", "--seeds", "0", "--threads", "1", "--quiet", "--json"], capsys)
+    (row,) = result["rows"]
+    assert row["diverged"] is True and row["train_loss"] is None
+    assert 0.05 < row["score"] < 0.2  # digits has 10 balanced classes
+    assert "Diverged (scored as the majority class): residual-fc depth 16 seed 0" in (out / "depth_accuracy.md").read_text()
 
 
 def test_memory_contract(tmp_path, capsys):

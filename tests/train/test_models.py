@@ -21,7 +21,7 @@ def _model(name, depth, shape=(1, 8, 8), **kw):
 
 
 def test_registry_lists_all_families():
-    assert {"glonet-fc", "glonet-cnn", "glonet-vit", "resnet-fc", "resnet-cnn", "plain-fc"} <= set(list_models())
+    assert {"glonet-fc", "glonet-cnn", "glonet-vit", "resnet-fc", "resnet-cnn", "residual-fc", "plain-fc"} <= set(list_models())
 
 
 @torch.no_grad()
@@ -78,7 +78,7 @@ def test_glonet_vit_head_reads_class_token_of_the_sum_not_the_last_layer():
 
 
 @pytest.mark.parametrize("name,shape,depth", [
-    ("glonet-fc", (1, 8, 8), 5), ("resnet-fc", (10,), 4), ("plain-fc", (1, 8, 8), 4),
+    ("glonet-fc", (1, 8, 8), 5), ("resnet-fc", (10,), 4), ("residual-fc", (1, 8, 8), 4), ("plain-fc", (1, 8, 8), 4),
     ("glonet-cnn", (3, 32, 32), 3), ("resnet-cnn", (3, 32, 32), 3), ("glonet-vit", (3, 32, 32), 2),
 ])
 @torch.no_grad()
@@ -90,6 +90,19 @@ def test_forward_all_matches_every_cut_and_runs_cifar_shape(name, shape, depth):
     for k, o in enumerate(outs, start=1):
         assert o.shape == (2, 10)
         assert torch.equal(o, m(x, depth=k))
+
+
+@torch.no_grad()
+def test_residual_fc_is_the_reference_residual_mlp_and_its_stream_grows_with_depth():
+    m = _model("residual-fc", 3)
+    x = torch.rand(4, 1, 8, 8) * 16
+    h = ((x - m.input_norm.mean) * m.input_norm.inv_std).flatten(1) @ m.stem.weight.T + m.stem.bias
+    for lin in (b[0] for b in m.blocks):
+        h = h + F.leaky_relu(h @ lin.weight.T + lin.bias, 0.2)  # post-activation skip, no norm
+    torch.testing.assert_close(m(x), h @ m.head.weight.T + m.head.bias, rtol=1e-5, atol=1e-5)
+    # Nothing bounds the residual stream at default init: why the paper's ResNet fails deep.
+    deep = _model("residual-fc", 64)
+    assert deep(x).std() > 100 * m(x).std()
 
 
 def test_params_and_macs_grow_with_depth():
