@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import ArtifactError, ConfigError
-from .base import CompiledModel, RequestPool, Target, default_cache_dir
+from .base import CompiledModel, Target, default_cache_dir
 
 _CORE = None
 _CORE_LOCK = threading.Lock()
@@ -60,9 +60,11 @@ class OVCompiledModel(CompiledModel):
         self.config = config
         self.input_names = [p.get_any_name() for p in compiled.inputs]
         self.output_names = [p.get_any_name() for p in compiled.outputs]
-        self._outputs = list(compiled.outputs)
+        self._output_indices = range(len(compiled.outputs))
         self._inputs = list(zip(self.input_names, compiled.inputs))
-        self._pool = RequestPool(compiled.create_infer_request)
+        # One InferRequest per calling thread, made on first use: the hot path takes no lock.
+        # A thread keeps its request until it exits or the model is closed.
+        self._per_thread = threading.local()
         self._raw_request = None
         import openvino
 
@@ -71,8 +73,14 @@ class OVCompiledModel(CompiledModel):
     def run(self, feeds: dict[str, Any]) -> list[np.ndarray]:
         return self.run_validated(self.check_feeds(feeds))
 
+    def _request(self):
+        req = getattr(self._per_thread, "request", None)
+        if req is None:
+            req = self._per_thread.request = self.compiled.create_infer_request()
+        return req
+
     def run_validated(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        req = self._pool.acquire()
+        req = self._request()
         try:
             # Tensors wrap the caller's arrays (no input copy) and outputs are read straight from
             # the request, skipping the results dict infer(feeds) builds; outputs are copied once
@@ -81,12 +89,10 @@ class OVCompiledModel(CompiledModel):
                 arr = feeds[name]  # OpenVINO can only share writeable memory
                 req.set_tensor(port, self._tensor(arr, shared_memory=arr.flags.writeable))
             req.infer()
-            return [req.get_output_tensor(i).data.copy() for i in range(len(self._outputs))]
+            return [req.get_output_tensor(i).data.copy() for i in self._output_indices]
         except RuntimeError as exc:
             raise ConfigError(f"OpenVINO inference failed ({exc}); check the input shapes "
                               f"({', '.join(self.input_names)})") from exc
-        finally:
-            self._pool.release(req)
 
     def raw_callable(self) -> Callable[[dict[str, np.ndarray]], Any]:
         """One dedicated InferRequest, zero-copy in and out (single-threaded use only): the
@@ -105,7 +111,7 @@ class OVCompiledModel(CompiledModel):
         return raw
 
     def close(self) -> None:
-        self._pool.clear()
+        self._per_thread = threading.local()  # drops every thread's request with the old object
         self._raw_request = None
 
 
