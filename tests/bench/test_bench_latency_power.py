@@ -29,12 +29,14 @@ def test_latency_suite_rows_match_the_contract(fc_served_bundle, tmp_path):
 
 def test_power_suite_compares_policies_per_trace(fc_served_bundle, tmp_path):
     out = tmp_path / "pw"
-    assert main(["bench", "power", "--bundle", str(fc_served_bundle), "--traces", "laptop_discharge",
-                 "--out", str(out)]) == 0
+    assert main(["bench", "power", "--bundle", str(fc_served_bundle), "--traces",
+                 "laptop_discharge,orin_nano_battery", "--out", str(out)]) == 0
     result = json.loads((out / "power.json").read_text())
     assert {r["policy"] for r in result["rows"]} == {"power-aware", "full-depth", "min-depth"}
-    (cmp,) = result["comparison"]
-    assert cmp["trace"] == "laptop_discharge" and cmp["ratio_vs_full_depth"] >= 1.0
+    laptop, orin = result["comparison"]
+    assert laptop["trace"] == "laptop_discharge" and laptop["ratio_vs_full_depth"] >= 1.0
+    # Each trace is costed as the device it comes from unless --cost-model says otherwise.
+    assert (laptop["cost_model"], orin["cost_model"]) == ("x86-cpu", "orin-nano-cpu")
     sim = json.loads((out / "laptop_discharge" / "simulate.json").read_text())
     assert set(sim["policies"]) == {"power-aware", "full-depth", "min-depth"}
 
