@@ -68,8 +68,8 @@ def test_depth_accuracy_contract(tmp_path, capsys):
     assert {(r["model"], r["depth"]) for r in result["rows"]} == {
         (m, d) for m in ("glonet-fc", "residual-fc", "resnet-fc", "plain-fc") for d in (2, 4)}
     assert all(0.0 <= r["score"] <= 1.0 and r["diverged"] is False for r in result["rows"])
-    # The reference code's recipe: plain loss, no gradient clipping.
-    assert result["cut_loss"] == 0.0 and result["grad_clip"] == 0.0
+    # The reference recipe (no gradient clipping); GloNet with the toolchain's cut loss.
+    assert result["cut_loss"] == 1.0 and result["grad_clip"] == 0.0
     curve = result["precision_curve"]
     assert curve["depth"] == 4 and [s["cut"] for s in curve["scores"]] == [1, 2, 3, 4]
     # The full-depth score of the deepest GloNet is the last point of its cut curve.
@@ -80,6 +80,18 @@ def test_depth_accuracy_contract(tmp_path, capsys):
     assert isinstance(v["glonet-fc"]["flat"], (bool, type(None)))
     _png_ok(out / "depth_accuracy.png")
     assert (out / "depth_accuracy.json").is_file() and "| depth |" in (out / "depth_accuracy.md").read_text()
+
+
+def test_depth_accuracy_cut_loss_is_for_glonet_only(tmp_path, capsys, monkeypatch):
+    """A loss at every depth would turn the baselines into deeply supervised nets."""
+    import glonet_edge.train.trainer as trainer
+
+    seen, real = {}, trainer.train_model
+    monkeypatch.setattr(trainer, "train_model", lambda model, data, settings, **kw: (
+        seen.__setitem__(model.config.model, settings.cut_loss), real(model, data, settings, **kw))[1])
+    _run(["bench", "depth-accuracy", "--out", str(tmp_path / "da"), "--depths", "2", "--epochs", "1", "--seeds", "0",
+          "--cut-loss", "0.5", "--threads", "1", "--quiet", "--json"], capsys)
+    assert seen == {"glonet-fc": 0.5, "residual-fc": 0.0, "resnet-fc": 0.0, "plain-fc": 0.0}
 
 
 def test_depth_accuracy_records_a_diverged_run(tmp_path, capsys):
