@@ -140,12 +140,16 @@ def test_trace_source_by_step():
 # ---- shipped traces ------------------------------------------------------------------------------------
 def test_shipped_traces_load_and_state_their_provenance():
     names = shipped_traces()
-    assert {"laptop_discharge", "orin_nano_battery", "orin_nano_thermal"} <= set(names)
+    assert {"laptop_discharge", "orin_nano_battery", "orin_nano_thermal", "thinkpad_discharge_recorded"} <= set(names)
     for name in names:
         trace = load_trace(resolve_trace(name))
         text = " ".join(trace.provenance)
-        assert "SYNTHETIC" in text and "not a recording" in text, name
-        assert len(trace) > 100 and not trace.ignored_columns
+        # Every shipped trace says what it is in its first words: a recording or a synthetic model.
+        if name.endswith("_recorded"):
+            assert text.startswith("RECORDED trace") and "Source:" in text, name
+        else:
+            assert "SYNTHETIC" in text and "not a recording" in text and not trace.ignored_columns, name
+        assert len(trace) > 100
 
 
 def test_shipped_laptop_trace_discharges():
