@@ -12,17 +12,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "quantize", help="post-training INT8 (QDQ ONNX, TensorRT-safe) of every depth",
         description="Quantize each depth's fp32 ONNX graph to a QDQ graph that TensorRT accepts (signed symmetric "
                     "INT8, zero points 0, per-channel weights, float bias), calibrated on the TRAINING split. "
-                    "Each depth's int8 score is measured on held-out data; a depth losing more than --max-drop is "
-                    "recorded as rejected in the manifest and not shipped. Writes onnx/depth_XXX.int8.onnx and "
+                    "Each depth's int8 graph is checked on held-out data on every engine that will run it "
+                    "(onnxruntime, and OpenVINO where installed): it may lose at most --max-drop and must predict "
+                    "the fp32 top-1 class on at least --min-agreement of the samples. Otherwise the most sensitive "
+                    "layers go back to float one at a time (at most --max-float-fraction of them); a depth that "
+                    "still fails is recorded as rejected in the manifest and not shipped. Writes onnx/depth_XXX.int8.onnx and "
                     "BUNDLE/quantize.json; the bundle is replaced only if everything succeeds.")
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory written by `glonet export`")
     p.add_argument("--method", choices=("ort", "nncf"), default="ort",
-                   help="ort: onnxruntime quantize_static with the TensorRT recipe, plus a greedy float fallback of "
-                        "the most sensitive layers (default); nncf: nncf.quantize_with_accuracy_control, made "
-                        "TensorRT-safe afterwards")
+                   help="ort: onnxruntime quantize_static with the TensorRT recipe (default); nncf: "
+                        "nncf.quantize_with_accuracy_control (plain nncf.quantize as further candidates), made "
+                        "TensorRT-safe afterwards. Both then go through the same accuracy control (--max-drop, "
+                        "--min-agreement, --max-float-fraction)")
     p.add_argument("--calib-size", type=int, default=512, metavar="N", help="training samples used for calibration (512)")
     p.add_argument("--max-drop", type=float, default=0.005,
                    help="largest allowed absolute score drop vs fp32 on held-out data (0.005 = 0.5 points)")
+    p.add_argument("--min-agreement", type=float, default=0.99, metavar="FRACTION",
+                   help="smallest allowed top-1 agreement of int8 with fp32 predictions on held-out data, on every "
+                        "checked engine (0.99 = 99 %%; classification only)")
+    p.add_argument("--max-float-fraction", type=float, default=0.5, metavar="FRACTION",
+                   help="accuracy control: at most this fraction of a depth's quantized layers (the most sensitive "
+                        "first) may go back to float before the depth is rejected (0.5; 0 = no fallback)")
+    p.add_argument("--check-engines", default="auto", metavar="LIST",
+                   help="engines every int8 graph is checked on: auto (onnxruntime, plus openvino if installed) or "
+                        "a list such as onnxruntime,openvino")
+    p.add_argument("--no-range-search", action="store_true",
+                   help="accuracy control: do not try other activation range estimators (ort: percentiles 99.9, "
+                        "99.95, 99.999 and min/max; nncf: plain NNCF with its HISTOGRAM and MINMAX estimators) "
+                        "when the first recipe fails")
     p.add_argument("--depths", type=depth_list, default=None, metavar="LIST", help="only these depths (default: all)")
     p.add_argument("--segments", action="store_true", help="also quantize the segment chain")
     p.add_argument("--no-share-calibration", action="store_true",
@@ -42,15 +59,19 @@ def run(args: argparse.Namespace) -> int:
     result = quantize_bundle(args.bundle, method=args.method, calib_size=args.calib_size, max_drop=args.max_drop,
                              depths=args.depths, segments=args.segments,
                              share_calibration=not args.no_share_calibration,
-                             progress=not (args.no_progress or args.json), dataset=args.data)
-    rows = [{"depth": r["depth"], "fp32": r["fp32"], "int8": r["int8"], "drop": r["drop"], "status": r["status"],
+                             progress=not (args.no_progress or args.json), dataset=args.data,
+                             min_agreement=args.min_agreement, max_float_fraction=args.max_float_fraction,
+                             engines=args.check_engines, range_search=not args.no_range_search)
+    rows = [{"depth": r["depth"], "fp32": r["fp32"], "int8": r["int8"], "drop": r["drop"], "agreement": r["agreement"],
+             "float": f"{r['float_layers']}/{r['layers']}", "recipe": r["recipe"], "status": r["status"],
              "seconds": r["seconds"]} for r in result["depths"]]
     rows += [{"depth": f"seg{r['segment']}->{r['end_depth']}", "fp32": r["fp32"], "int8": r["int8"],
               "drop": r["drop"], "status": "chain", "seconds": r["seconds"]} for r in result["segments"]]
     cal = result["timing"].get("calibration_s")
     title = (f"int8 ({result['method']}), {result['metric']} on held-out data, calibrated on {result['calib_size']} "
              f"training samples" + (f", calibration {cal:.2f} s in {result['timing'].get('calibration_passes')} pass(es)"
-                                    if cal is not None else ""))
+                                    if cal is not None else "")
+             + f"; checked on {', '.join(result['checked_engines'])}")
     # quantize.json is already inside the bundle (written in the staged copy)
     emit(args, result, rows, title=title)
     if not args.json:

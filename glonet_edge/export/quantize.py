@@ -9,22 +9,44 @@ Two methods:
   DedicatedQDQPair, QuantizeBias=False; activation ranges from the 0.01-99.99th percentiles
   (default; ``minmax`` on request), which beat plain min/max by 0.5-5 points of int8/fp32
   top-1 agreement on the CNN family. Only the inputs of Conv / Gemm /
-  MatMul are quantized (TensorRT's explicit-quantization placement); the running sum stays
-  float, which is what keeps deep truncations accurate. A depth that loses more than
-  ``max_drop`` on held-out data is rejected (see below).
+  MatMul are quantized (TensorRT's explicit-quantization placement); no Add output is
+  quantized, so the running sum is accumulated in float.
 * ``nncf``: ``nncf.quantize_with_accuracy_control`` (ONNX backend, PERFORMANCE preset,
-  COMPRESS_WEIGHTS=False): NNCF reverts the most harmful quantizers to float until the drop is
-  within ``max_drop``. NNCF emits UINT8 Q/DQ after ReLU, which TensorRT rejects, so the result
-  is made TensorRT-safe (``make_trt_safe``: UINT8 zp 0 range [0, 255 s] -> INT8 zp 0 with scale
-  255 s / 127) and re-validated. If only the unconverted graph meets ``max_drop`` it is shipped
+  COMPRESS_WEIGHTS=False, the same Conv / Gemm / MatMul placement through NNCF's ignored scope),
+  whose metric is the held-out score minus a penalty for top-1 agreement below
+  ``min_agreement``, so NNCF's restorer reverts quantizers for both criteria. NNCF emits UINT8
+  Q/DQ after ReLU, which TensorRT rejects, so the result is made TensorRT-safe
+  (``make_trt_safe``: UINT8 zp 0 range [0, 255 s] -> INT8 zp 0 with scale 255 s / 127) and
+  re-validated. Further candidates: plain ``nncf.quantize`` with NNCF's HISTOGRAM and MINMAX
+  activation range estimators (made TensorRT-safe); last, the unconverted NNCF graph, shipped
   with ``extra.tensorrt_compatible = False`` (OpenVINO / ORT only; `compile --target tensorrt`
   refuses it).
 
+Accuracy control (both methods; ``control_accuracy``). A depth's int8 graph is accepted only if,
+on held-out data and on EVERY checked engine (onnxruntime, plus OpenVINO where installed: the
+engines `glonet compile` builds for; ``engines``), its score is at most ``max_drop`` below fp32
+AND its top-1 prediction equals fp32's on at least ``min_agreement`` of the samples
+(classification; default 0.99). Otherwise, in order:
+  1. the other recipes as made (ort: activation ranges from the 99.9 / 99.95 / 99.999th
+     percentiles and min/max, all read off the same calibration histogram, so no extra pass;
+     nncf: the candidates above) -- the best range differs from graph to graph on low-margin
+     classifiers (``range_search``);
+  2. per recipe, the layers that hurt most go back to float one at a time (``restore_accuracy``):
+     each Conv / Gemm / MatMul is ranked by the error of the graph in which only it is
+     quantized (on the digits CNN: the stem, whose input has per-pixel-normalised outliers, the
+     first block and the head), kept float with ORT's ``nodes_to_exclude`` (ort) or by graph
+     surgery (``keep_float``; nncf), at most ``max_float_fraction`` of the layers (default 0.5,
+     at least 2, never all).
+Only when nothing passes is the depth rejected. The manifest records, per depth, the int8 score
+and ``agreement`` (the lowest over the engines) in ``metrics["int8"]``; the artifact's extra
+records the recipe, ``accuracy_checks`` per engine, and ``float_nodes`` / ``float_fraction``.
+The held-out split decides acceptance (as NNCF's own accuracy control does); calibration data
+comes from the training split only.
+
 Calibration uses the TRAINING split only (a deterministic subset of ``calib_size`` samples);
-metrics are measured on the held-out validation split with onnxruntime, for fp32 and int8.
-A depth whose int8 score is more than ``max_drop`` below fp32 gets
-``rejected["int8"] = reason`` in the manifest and its int8 graph is NOT listed: never shipped
-silently.
+metrics are measured on the held-out validation split, for fp32 and int8.
+A depth that fails the accuracy control gets ``rejected["int8"] = reason`` in the manifest and
+its int8 graph is NOT listed: never shipped silently.
 
 Calibration sharing (ORT method). The blocks of a depth-k graph are the blocks of the full graph,
 so most activation ranges are the same tensors. Tensor *names* are not a safe key (e.g. the CNN
@@ -297,6 +319,26 @@ def family_graph(graphs: list[tuple[Any, dict[str, str]]], input_name: str = "x"
     return model, list(outputs)  # (outputs carry no shapes, which ORT accepts and the checker does not)
 
 
+Estimator = tuple[str, float]  # ("percentile", p) or ("minmax", 100.0)
+# Tried, in this order after the configured one, when a depth fails the accuracy check (--range-search):
+# on low-margin classifiers the best activation range differs from graph to graph.
+SEARCH_ESTIMATORS: tuple[Estimator, ...] = (("percentile", 99.9), ("percentile", 99.95), ("minmax", 100.0),
+                                            ("percentile", 99.999))
+
+
+def estimator_name(est: Estimator) -> str:
+    return "minmax" if est[0] == "minmax" else f"percentile {est[1]:g}"
+
+
+def estimators(method: str = "percentile", percentile: float = 99.99, search: bool = False) -> list[Estimator]:
+    """The configured range estimator first, then (search=True) the others of SEARCH_ESTIMATORS."""
+    first: Estimator = ("minmax", 100.0) if method == "minmax" else ("percentile", float(percentile))
+    out = [first]
+    if search:
+        out += [e for e in SEARCH_ESTIMATORS if e != first]
+    return out
+
+
 def family_ranges(graphs: list[tuple[Any, dict[str, str]]], cal: Calibration, input_name: str = "x",
                   method: str = "percentile", percentile: float = 99.99, bins: int = 2048) -> dict[str, tuple[float, float]]:
     """Calibration ranges {key: (low, high)} for every distinct float tensor of the merged family.
@@ -307,6 +349,16 @@ def family_ranges(graphs: list[tuple[Any, dict[str, str]]], cal: Calibration, in
     a few outliers no longer set the int8 step for the bulk of the values."""
     if method not in CALIBRATION_METHODS:
         raise ConfigError(f"unknown calibration method {method!r}; use one of {', '.join(CALIBRATION_METHODS)}")
+    est: Estimator = ("minmax", 100.0) if method == "minmax" else ("percentile", float(percentile))
+    return family_range_sets(graphs, cal, input_name, [est], bins)[est]
+
+
+def family_range_sets(graphs: list[tuple[Any, dict[str, str]]], cal: Calibration, input_name: str = "x",
+                      ests: list[Estimator] | None = None, bins: int = 2048) -> dict[Estimator, dict[str, tuple[float, float]]]:
+    """family_ranges for several estimators from the same passes: {estimator: {key: (low, high)}}.
+    Every percentile is read off one histogram per tensor, so searching estimators costs no
+    extra pass over the calibration data."""
+    ests = list(ests or [("percentile", 99.99)])
     model, keys = family_graph(graphs, input_name)
     sess = _session(model, optimize=False)  # ORT's calibrator runs with ORT_DISABLE_ALL too
     names = [o.name for o in sess.get_outputs()]
@@ -323,27 +375,34 @@ def family_ranges(graphs: list[tuple[Any, dict[str, str]]], cal: Calibration, in
                 lo[k] = min(lo[k], float(np.nanmin(r)))
                 hi[k] = max(hi[k], float(np.nanmax(r)))
     valid = [k for k in all_keys if np.isfinite(lo[k])]
-    if method == "minmax":
-        return {k: (lo[k], hi[k]) for k in valid}
+    result: dict[Estimator, dict[str, tuple[float, float]]] = {}
+    for e in ests:
+        if e[0] == "minmax":
+            result[e] = {k: (lo[k], hi[k]) for k in valid}
+    pcts = [e for e in ests if e[0] == "percentile"]
+    if not pcts:
+        return result
     amax = {k: max(abs(lo[k]), abs(hi[k])) for k in valid}
     hist = {k: np.zeros(bins, np.int64) for k in valid}
     for xb in cal.batches():
         for k, r in zip(all_keys, outputs(xb)):
             if k in hist and amax[k] > 0:
                 hist[k] += np.histogram(np.abs(r), bins=bins, range=(0.0, amax[k]))[0]
-    out = {}
-    cut = (100.0 - percentile) / 200.0  # as ORT's Percentile calibrator: a histogram of |v|, cut on both ends
-    for k in valid:
-        total = hist[k].sum()
-        if total == 0 or amax[k] <= 0:
-            out[k] = (lo[k], hi[k])
-            continue
-        edges = np.linspace(0.0, amax[k], bins + 1)
-        cdf = np.cumsum(hist[k]) / total
-        left = float(edges[min(int(np.searchsorted(cdf, cut)), bins)])
-        right = float(edges[min(int(np.searchsorted(cdf, 1.0 - cut)) + 1, bins)])
-        out[k] = (max(left, lo[k]), min(right, hi[k]))
-    return out
+    for e in pcts:
+        out = {}
+        cut = (100.0 - e[1]) / 200.0  # as ORT's Percentile calibrator: a histogram of |v|, cut on both ends
+        for k in valid:
+            total = hist[k].sum()
+            if total == 0 or amax[k] <= 0:
+                out[k] = (lo[k], hi[k])
+                continue
+            edges = np.linspace(0.0, amax[k], bins + 1)
+            cdf = np.cumsum(hist[k]) / total
+            left = float(edges[min(int(np.searchsorted(cdf, cut)), bins)])
+            right = float(edges[min(int(np.searchsorted(cdf, 1.0 - cut)) + 1, bins)])
+            out[k] = (max(left, lo[k]), min(right, hi[k]))
+        result[e] = out
+    return result
 
 
 def ranges_for(model: Any, keys: dict[str, str], family: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
@@ -430,8 +489,22 @@ def make_trt_safe(model: Any) -> tuple[Any, int]:
     return model, changed
 
 
-def nncf_quantize(src: Path, cal: Calibration, max_drop: float, calib_size: int, input_name: str = "x") -> Any:
-    """quantize_with_accuracy_control on the ONNX backend; returns the (uint8-capable) ModelProto."""
+NNCF_RANGE_ESTIMATORS = ("HISTOGRAM", "MINMAX")  # plain nncf.quantize candidates after the accuracy-control one
+
+
+def nncf_quantize(src: Path, cal: Calibration, max_drop: float, calib_size: int, input_name: str = "x",
+                  accuracy_control: bool = True, range_estimator: str | None = None,
+                  min_agreement: float | None = None, trt_placement: bool = True) -> Any:
+    """NNCF on the ONNX backend (PERFORMANCE preset, COMPRESS_WEIGHTS=False); returns the
+    (uint8-capable) ModelProto.
+
+    accuracy_control: nncf.quantize_with_accuracy_control, whose metric is the held-out score
+    minus 10 x the shortfall of top-1 agreement with fp32 below `min_agreement` (so NNCF's
+    restorer enforces both criteria); otherwise plain nncf.quantize with the named
+    RangeEstimatorParametersSet for activations (HISTOGRAM, MINMAX, ...).
+    trt_placement: only the inputs of Conv / Gemm / MatMul are quantized (every other op type is
+    in NNCF's ignored scope), as in the onnxruntime recipe and TensorRT's explicit quantization;
+    NNCF would otherwise also quantize the GloNet running sum at every Add."""
     import onnx
 
     nncf = require("nncf", "quantize")
@@ -444,62 +517,379 @@ def nncf_quantize(src: Path, cal: Calibration, max_drop: float, calib_size: int,
     model = onnx.load(str(src))
     calib_items = [cal.x_calib[i:i + 1] for i in range(len(cal.x_calib))]
     calibration = nncf.Dataset(calib_items, lambda a: {input_name: a})
+    kwargs: dict[str, Any] = {}
+    if trt_placement:
+        other = sorted({n.op_type for n in model.graph.node} - set(TRT_OP_TYPES))
+        if other:
+            kwargs["ignored_scope"] = nncf.IgnoredScope(types=other, validate=False)
+    adv_kw: dict[str, Any] = {}
+    if range_estimator:
+        from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+        adv_kw["activations_range_estimator_params"] = getattr(RangeEstimatorParametersSet, range_estimator)
+    adv = AdvancedQuantizationParameters(backend_params={BackendParameters.COMPRESS_WEIGHTS: False}, **adv_kw)
+    subset = min(calib_size, len(calib_items))
+    if not accuracy_control:
+        return nncf.quantize(model, calibration, preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=subset,
+                             advanced_parameters=adv, **kwargs)
+
+    ref = predict(src, {input_name: cal.x_val})[-1]
+    agree = (min_agreement is not None and cal.task == "classification" and ref.ndim == 2 and ref.shape[1] > 1)
     vb = 32
-    val_items = [(cal.x_val[i:i + vb], cal.y_val[i:i + vb]) for i in range(0, len(cal.x_val), vb)]
+    val_items = [(cal.x_val[i:i + vb], cal.y_val[i:i + vb], ref[i:i + vb]) for i in range(0, len(cal.x_val), vb)]
     validation = nncf.Dataset(val_items, lambda t: {input_name: t[0]})
 
     def validation_fn(m, items):
         sess = _session(m)
-        preds, ys, per_item = [], [], []
-        for xb, yb in items:
+        preds, ys, refs, per_item = [], [], [], []
+        for xb, yb, rb in items:
             p = sess.run(None, {input_name: xb})[-1]
             preds.append(p)
             ys.append(yb)
-            per_item.append(score(cal.task, p, yb) if cal.task == "classification"
-                            else -float(np.mean((p.reshape(yb.shape) - yb) ** 2)))
-        return float(score(cal.task, np.concatenate(preds), np.concatenate(ys))), per_item
+            refs.append(rb)
+            if cal.task == "classification":
+                per_item.append(score(cal.task, p, yb) + (float(np.mean(np.argmax(p, 1) == np.argmax(rb, 1)))
+                                                          if agree else 0.0))
+            else:
+                per_item.append(-float(np.mean((p.reshape(yb.shape) - yb) ** 2)))
+        pred, y, r = np.concatenate(preds), np.concatenate(ys), np.concatenate(refs)
+        metric = float(score(cal.task, pred, y))
+        if agree:
+            metric -= 10.0 * max(0.0, float(min_agreement) - float(np.mean(np.argmax(pred, 1) == np.argmax(r, 1))))
+        return metric, per_item
 
-    adv = AdvancedQuantizationParameters(backend_params={BackendParameters.COMPRESS_WEIGHTS: False})
     return nncf.quantize_with_accuracy_control(
         model, calibration, validation, validation_fn, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
-        preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=min(calib_size, len(calib_items)),
-        advanced_quantization_parameters=adv)
+        preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=subset, advanced_quantization_parameters=adv,
+        **kwargs)
 
 
 def quantizable_nodes(model: Any, op_types: tuple[str, ...] = TRT_OP_TYPES) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type in op_types and n.name]
 
 
-def restore_accuracy(qfn, src: Path, dst: Path, fp32: float, cal: Calibration, max_drop: float,
-                     input_name: str = "x", max_float_fraction: float = 0.25) -> list[str]:
-    """Quantize with `qfn(excluded)`; while the held-out drop exceeds max_drop, keep the most
-    sensitive Conv/Gemm/MatMul in float (greedy, like NNCF's accuracy restorer): nodes are ranked
-    by the score (then logit error) of the graph with only that node left in float. At most
-    `max_float_fraction` of them go back to float; the caller rejects the depth if that is not
-    enough. Returns the nodes left in float (dst holds the last graph)."""
+def _clamp_source(prod: dict[str, Any], tensor: str) -> str:
+    """The tensor a make_trt_safe clamp (Relu / Clip inserted before a Q) reads, else `tensor`."""
+    node = prod.get(tensor)
+    if node is not None and node.op_type in ("Relu", "Clip") and "__clamp_" in tensor:
+        return node.input[0]
+    return tensor
+
+
+def quantized_consumers(model: Any) -> list[str]:
+    """Names of the nodes (other than Q/DQ and make_trt_safe's clamps) that read a DequantizeLinear
+    output: the places a QDQ graph computes on quantized values, in graph order."""
+    prod = {o: n for n in model.graph.node for o in n.output if o}
+    out = []
+    for n in model.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") or not n.name or "__clamp_" in "".join(n.output):
+            continue
+        if any(i in prod and prod[i].op_type == "DequantizeLinear" for i in n.input):
+            out.append(n.name)
+    return out
+
+
+def keep_float(model: Any, node_names: Iterable[str]) -> Any:
+    """A copy of a QDQ graph in which the named nodes read float inputs again: every input that
+    comes from DequantizeLinear(QuantizeLinear(t)) reads t (before a make_trt_safe clamp), a
+    DequantizeLinear of a constant reads the dequantized float constant. Q/DQ nodes nothing reads
+    any more are dropped. For onnxruntime's QDQ graphs this is exactly quantize_static's
+    nodes_to_exclude (tested); it also works on NNCF's graphs, which have no such option after
+    the fact."""
+    from onnx import numpy_helper
+
+    model = copy.deepcopy(model)
+    g = model.graph
+    names = set(node_names)
+    prod = {o: n for n in g.node for o in n.output if o}
+    inits = {t.name: t for t in g.initializer}
+    added: dict[str, Any] = {}
+    for n in g.node:
+        if n.name not in names:
+            continue
+        for i, t in enumerate(n.input):
+            dq = prod.get(t)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = prod.get(dq.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":
+                n.input[i] = _clamp_source(prod, q.input[0])
+            elif dq.input[0] in inits:  # pre-quantized constant: store its float value
+                name = f"{dq.output[0]}__float"
+                if name not in added:
+                    w = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float32)
+                    scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float32)
+                    zp = (numpy_helper.to_array(inits[dq.input[2]]).astype(np.float32)
+                          if len(dq.input) > 2 and dq.input[2] else np.zeros_like(scale))
+                    if scale.ndim == 1 and w.ndim > 1:
+                        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1) % w.ndim
+                        shape = [1] * w.ndim
+                        shape[axis] = -1
+                        scale, zp = scale.reshape(shape), zp.reshape(shape)
+                    added[name] = numpy_helper.from_array(((w - zp) * scale).astype(np.float32), name)
+                n.input[i] = name
+    g.initializer.extend(added.values())
+    needed = {o.name for o in g.output}
+    live = []
+    for n in reversed(list(g.node)):
+        if any(o in needed for o in n.output):
+            live.append(n)
+            needed.update(i for i in n.input if i)
+    live.reverse()
+    del g.node[:]
+    g.node.extend(live)
+    used = [t for t in g.initializer if t.name in needed]
+    del g.initializer[:]
+    g.initializer.extend(used)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# accuracy control: score drop AND top-1 agreement with fp32, on every engine that will run it
+# ---------------------------------------------------------------------------------------------
+ENGINES = ("onnxruntime", "openvino")
+
+
+def resolve_engines(engines: str | Iterable[str] | None) -> list[str]:
+    """'auto' (default): onnxruntime, plus openvino where it is installed."""
+    import importlib.util
+
+    if engines is None or engines == "auto":
+        return ["onnxruntime"] + (["openvino"] if importlib.util.find_spec("openvino") is not None else [])
+    names = [e.strip() for e in (engines.split(",") if isinstance(engines, str) else engines) if e.strip()]
+    for e in names:
+        if e not in ENGINES:
+            raise ConfigError(f"unknown engine {e!r} to check int8 graphs on; use auto or any of {', '.join(ENGINES)}")
+    if not names:
+        raise ConfigError("no engine to check int8 graphs on; use auto or any of " + ", ".join(ENGINES))
+    if "openvino" in names:
+        require("openvino", "openvino")
+    return ["onnxruntime"] + [e for e in dict.fromkeys(names) if e != "onnxruntime"]
+
+
+def _openvino_outputs(model: Any, x: np.ndarray, input_name: str = "x") -> np.ndarray:
+    """Last output of the graph compiled by OpenVINO on CPU the way `glonet compile` loads int8
+    (targets.openvino: INFERENCE_PRECISION_HINT=f32 for the float parts), no model cache."""
+    from ..targets import get_target
+    from ..targets.openvino import core
+
+    config = get_target("openvino").compile_config("int8", "CPU", cache_dir=False)
+    c = core()
+    ov_model = (c.read_model(str(model)) if not hasattr(model, "SerializeToString")
+                else c.read_model(model.SerializeToString(), b""))
+    compiled = c.compile_model(ov_model, "CPU", config)
+    request = compiled.create_infer_request()
+    outs = []
+    for i in range(0, len(x), 256):
+        res = request.infer({input_name: x[i:i + 256]})
+        outs.append(np.array(res[compiled.outputs[-1]]))
+    return np.concatenate(outs)
+
+
+@dataclass
+class Check:
+    """One int8 graph measured on held-out data: {engine: {"score", "agreement"}}, what failed and
+    by how much (`violation`: summed excess drop and agreement shortfall, 0 when it passes)."""
+    engines: dict[str, dict[str, float | None]]
+    failures: list[str]
+    violation: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def score(self) -> float:
+        return float(self.engines["onnxruntime"]["score"])
+
+    @property
+    def agreement(self) -> float | None:
+        vals = [v["agreement"] for v in self.engines.values() if v["agreement"] is not None]
+        return min(vals) if vals else None
+
+
+class AccuracyCheck:
+    """Judges an int8 graph against its fp32 source on the held-out split: on every engine in
+    `engines` its score may lose at most `max_drop` and (classification) its top-1 prediction
+    must equal fp32's on at least `min_agreement` of the samples."""
+
+    def __init__(self, src: Any, fp32: float, cal: Calibration, max_drop: float, min_agreement: float,
+                 engines: list[str], input_name: str = "x"):
+        self.fp32, self.cal, self.max_drop, self.min_agreement = fp32, cal, max_drop, min_agreement
+        self.engines, self.input_name = engines, input_name
+        self.ref = predict(src, {input_name: cal.x_val})[-1]
+        self.classification = cal.task == "classification" and self.ref.ndim == 2 and self.ref.shape[1] > 1
+
+    def agreement(self, y: np.ndarray) -> float | None:
+        if not self.classification:
+            return None
+        return float(np.mean(np.argmax(y, 1) == np.argmax(self.ref, 1)))
+
+    def check(self, path: Path) -> Check:
+        from ..data import score
+
+        results: dict[str, dict[str, float | None]] = {}
+        failures: list[str] = []
+        violation = 0.0
+        for engine in self.engines:
+            if engine == "onnxruntime":
+                s = evaluate(path, self.cal, self.input_name)
+                y = predict(path, {self.input_name: self.cal.x_val})[-1]
+            else:
+                y = _openvino_outputs(path, self.cal.x_val, self.input_name)
+                s = float(score(self.cal.task, y, self.cal.y_val))
+            a = self.agreement(y)
+            results[engine] = {"score": s, "agreement": a}
+            if self.fp32 - s > self.max_drop + 1e-12:
+                failures.append(f"{engine}: int8 score {s:.4f} is {self.fp32 - s:.4f} below fp32 {self.fp32:.4f} "
+                                f"(max drop {self.max_drop})")
+                violation += self.fp32 - s - self.max_drop
+            if a is not None and a < self.min_agreement - 1e-12:
+                failures.append(f"{engine}: top-1 agreement with fp32 {a:.4f} < {self.min_agreement}")
+                violation += self.min_agreement - a
+        return Check(results, failures, violation)
+
+    def harm(self, model: Any) -> tuple[float, ...]:
+        """How far a (partly quantized) graph is from fp32 on the held-out inputs, with
+        onnxruntime: (1 - agreement, logit MSE) for classifiers, (MSE,) otherwise. Larger = worse."""
+        y = predict(model, {self.input_name: self.cal.x_val})[-1]
+        mse = float(np.mean((y.reshape(self.ref.shape) - self.ref) ** 2))
+        a = self.agreement(y)
+        return (mse,) if a is None else (1.0 - a, mse)
+
+    def rank(self, qdq: Any, nodes: list[str]) -> list[str]:
+        """Nodes ordered most harmful first: each node is measured with ONLY its inputs quantized
+        (every other listed node kept float), which isolates its own error; on low-margin
+        classifiers the leave-one-out order is dominated by the other nodes' noise."""
+        harm = {n: self.harm(keep_float(qdq, [k for k in nodes if k != n])) for n in nodes}
+        return sorted(nodes, key=lambda n: tuple(-v for v in harm[n]))
+
+
+def float_budget(n_layers: int, max_float_fraction: float) -> int:
+    """How many of a graph's n quantizable layers may stay float: round(n * fraction), at least 2
+    (a first and a last layer), and never all of them (the graph must stay an int8 graph)."""
+    if max_float_fraction <= 0 or n_layers <= 1:
+        return 0
+    return min(n_layers - 1, max(2, round(n_layers * max_float_fraction)))
+
+
+def restore_accuracy(build, dst: Path, judge: AccuracyCheck, nodes: list[str], budget: int,
+                     base: Any = None, first: Check | None = None) -> tuple[list[str], Check]:
+    """Greedy float fallback: `build(excluded)` writes the int8 graph to `dst` with the
+    `excluded` nodes left in float. While `judge` rejects it (score drop above max_drop, or top-1
+    agreement with fp32 below min_agreement, on any engine), the next most harmful node goes back
+    to float (ranked once by judge.rank on `base`, the graph with none excluded), at most `budget`
+    of them. Returns (nodes left in float, the last check); dst holds the last graph."""
     import onnx
 
-    qfn([])
-    if fp32 - evaluate(dst, cal, input_name) <= max_drop + 1e-12 or max_float_fraction <= 0:
-        return []
-    nodes = quantizable_nodes(onnx.load(str(src)))
-    budget = min(len(nodes), max(2, int(round(len(nodes) * max_float_fraction))))
-    ref = predict(src, {input_name: cal.x_val})[-1]
-    from ..data import score
-
-    ranked = []
-    for n in nodes:
-        qfn([n])
-        y = predict(dst, {input_name: cal.x_val})[-1]
-        ranked.append((-score(cal.task, y, cal.y_val), float(np.mean((y - ref) ** 2)), n))
-    ranked.sort()
+    if first is None:
+        build([])
+        first = judge.check(dst)
+    check = first
+    if check.ok or budget <= 0 or not nodes:
+        return [], check
+    if base is None:
+        build([])
+        base = onnx.load(str(dst))
     excluded: list[str] = []
-    for _, _, n in ranked[:budget]:
+    for n in judge.rank(base, nodes)[:budget]:
         excluded.append(n)
-        qfn(excluded)
-        if fp32 - evaluate(dst, cal, input_name) <= max_drop + 1e-12:
+        build(excluded)
+        check = judge.check(dst)
+        if check.ok:
             break
-    return excluded
+    return excluded, check
+
+
+@dataclass
+class Candidate:
+    """One way to make a depth's int8 graph: `make()` returns the QDQ ModelProto with every node
+    it quantizes quantized; `build(base, excluded)` writes dst with `excluded` back in float
+    (default: keep_float on the ModelProto). A `build` recipe's make() writes dst itself."""
+    name: str
+    make: Any
+    dst: Path
+    build: Any = None
+    tensorrt: bool = True
+    base: Any = None
+
+    def write(self, excluded: list[str]) -> None:
+        import onnx
+
+        made = self.base is None
+        if made:
+            self.base = self.make()
+        if self.build is not None:
+            if made and not excluded:
+                return  # make() already wrote dst (onnxruntime writes the file itself)
+            self.build(self.base, excluded)
+        else:
+            onnx.save(keep_float(self.base, excluded) if excluded else self.base, str(self.dst))
+
+
+@dataclass
+class Outcome:
+    candidate: Candidate | None
+    check: Check
+    float_layers: list[str]
+    excluded: list[str]
+    layers: int
+    tried: list[dict[str, Any]]
+
+    @property
+    def ok(self) -> bool:
+        return self.candidate is not None
+
+
+def float_layers(model: Any, layers: list[str]) -> list[str]:
+    """The quantizable layers (of the fp32 graph) that read no quantized input in `model`."""
+    q = set(quantized_consumers(model))
+    return [n for n in layers if n not in q]
+
+
+def control_accuracy(candidates: list[Candidate], judge: AccuracyCheck, layers: list[str],
+                     max_float_fraction: float) -> Outcome:
+    """Accuracy control over candidate recipes, TensorRT-safe candidates first (both passes), then
+    the others. Pass 1: each candidate as made (in order); the first that the judge accepts with
+    at most float_budget(...) layers in float wins. Pass 2: the candidates still within the
+    budget, least violating first, each with restore_accuracy (the most harmful layers back to
+    float, up to the budget). Nothing accepted: an Outcome without a
+    candidate, carrying the least violating attempt; the caller rejects the depth."""
+    budget = float_budget(len(layers), max_float_fraction)
+    tried: list[dict[str, Any]] = []
+    best: tuple[float, int, Check, list[str], list[str]] | None = None
+
+    def note(c: Candidate, check: Check, excluded: list[str], fl: list[str]) -> None:
+        nonlocal best
+        tried.append({"candidate": c.name, "float_layers": len(fl), "ok": check.ok and len(fl) <= budget,
+                      "agreement": check.agreement, "score": check.score})
+        key = (check.violation + (1.0 if len(fl) > budget else 0.0), len(fl))
+        if best is None or key < best[:2]:
+            best = (key[0], key[1], check, excluded, fl)
+
+    # TensorRT-safe recipes first, both passes; the others (OpenVINO / onnxruntime only) after them
+    for group in ([c for c in candidates if c.tensorrt], [c for c in candidates if not c.tensorrt]):
+        firsts: list[tuple[Candidate, Check, list[str]]] = []
+        for c in group:
+            c.write([])
+            check = judge.check(c.dst)
+            fl = float_layers(c.base, layers)
+            note(c, check, [], fl)
+            if check.ok and len(fl) <= budget:
+                return Outcome(c, check, fl, [], len(layers), tried)
+            firsts.append((c, check, fl))
+        for c, check, fl in sorted(firsts, key=lambda t: t[1].violation):
+            room = budget - len(fl)
+            nodes = [n for n in quantized_consumers(c.base) if n in set(layers)]
+            if room <= 0 or not nodes:
+                continue
+            excluded, check = restore_accuracy(c.write, c.dst, judge, nodes, room, base=c.base, first=check)
+            fl2 = fl + excluded
+            note(c, check, excluded, fl2)
+            if check.ok:
+                return Outcome(c, check, fl2, excluded, len(layers), tried)
+    assert best is not None
+    return Outcome(None, best[2], best[4], best[3], len(layers), tried)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -542,8 +932,10 @@ def _segment_input_keys(seg, prev_seg, prev_keys: dict[str, str], prev_model, in
 def quantize_bundle(bundle_dir: str | Path, method: str = "ort", calib_size: int = 512, max_drop: float = 0.005,
                     depths: list[int] | None = None, segments: bool = False, share_calibration: bool = True,
                     progress: bool = True, calibration: Calibration | None = None, seed: int = 0,
-                    max_float_fraction: float = 0.25, dataset: str | None = None,
-                    calibration_method: str = "percentile", percentile: float = 99.99) -> dict[str, Any]:
+                    max_float_fraction: float = 0.5, dataset: str | None = None,
+                    calibration_method: str = "percentile", percentile: float = 99.99,
+                    min_agreement: float = 0.99, engines: str | Iterable[str] | None = "auto",
+                    range_search: bool = True) -> dict[str, Any]:
     """Quantize the bundle in place (staged: a failure leaves the previous bundle intact)."""
     import onnx
 
@@ -555,7 +947,12 @@ def quantize_bundle(bundle_dir: str | Path, method: str = "ort", calib_size: int
         raise ConfigError(f"percentile must be in (50, 100], got {percentile}")
     if not (0 <= max_drop <= 1):
         raise ConfigError(f"--max-drop must be in [0, 1] (absolute, e.g. 0.005 = 0.5 points), got {max_drop}")
+    if not (0 <= min_agreement <= 1):
+        raise ConfigError(f"--min-agreement must be in [0, 1] (a fraction, e.g. 0.99), got {min_agreement}")
+    if not (0 <= max_float_fraction <= 1):
+        raise ConfigError(f"--max-float-fraction must be in [0, 1], got {max_float_fraction}")
     require("onnxruntime", "onnxruntime")
+    check_engines = resolve_engines(engines)
     if method == "nncf":
         require("nncf", "quantize")
     bundle_dir = Path(bundle_dir)
@@ -589,10 +986,12 @@ def quantize_bundle(bundle_dir: str | Path, method: str = "ort", calib_size: int
                 seg_sources.append(art.resolve(stage))
 
         # ---- calibration ranges (ORT): one pass over the merged family, or one pass per graph ----
-        family: dict[str, tuple[float, float]] | None = None
+        # (every estimator of the search is read off the same passes)
+        ests = estimators(calibration_method, percentile, search=range_search)
+        family: dict[Estimator, dict[str, tuple[float, float]]] | None = None
         keys: dict[str, dict[str, str]] = {}
         models: dict[str, Any] = {}
-        per_graph: dict[str, dict[str, tuple[float, float]]] = {}
+        per_graph: dict[str, dict[Estimator, dict[str, tuple[float, float]]]] = {}
         use_cache = method == "ort" and supports_range_cache()
         shared = use_cache and share_calibration
         share_note = None
@@ -617,26 +1016,27 @@ def quantize_bundle(bundle_dir: str | Path, method: str = "ort", calib_size: int
                     prev = seg
                 t0 = time.perf_counter()
                 if shared:
-                    family = family_ranges([(m, keys[k]) for k, m in graphs], cal, input_name, calibration_method,
-                                           percentile)
+                    family = family_range_sets([(m, keys[k]) for k, m in graphs], cal, input_name, ests)
                     for k, m in graphs:
-                        per_graph[k] = ranges_for(m, keys[k], family)
+                        per_graph[k] = {e: ranges_for(m, keys[k], family[e]) for e in ests}
                     timing["calibration_passes"] = 1
-                    timing["distinct_tensors"] = len(family)
+                    timing["distinct_tensors"] = len(family[ests[0]])
                 else:
-                    for k, m in graphs:  # the same MinMax pass, once per depth graph
+                    for k, m in graphs:  # the same passes, once per depth graph
                         if k.startswith("d"):  # (segments calibrate on the chain's inputs below)
-                            per_graph[k] = ranges_for(m, keys[k], family_ranges([(m, keys[k])], cal, input_name,
-                                                                                calibration_method, percentile))
+                            own = family_range_sets([(m, keys[k])], cal, input_name, ests)
+                            per_graph[k] = {e: ranges_for(m, keys[k], own[e]) for e in ests}
                     timing["calibration_passes"] = len(per_graph)
                 timing["calibration_s"] = time.perf_counter() - t0
-                timing["graph_tensors"] = sum(len(r) for r in per_graph.values())
+                timing["graph_tensors"] = sum(len(r[ests[0]]) for r in per_graph.values())
             except NotShareable as exc:
                 shared, use_cache, share_note = False, False, f"calibration ranges not precomputed: {exc}"
 
         # ---- depths -----------------------------------------------------------------------------
         bar = progress_bar(len(selected) + len(seg_sources), f"quantize ({method})", "graph", progress)
         feeds = [{input_name: xb} for xb in cal.batches(equal=True)]
+        from ..targets import qdq_lint
+
         for d in selected:
             entry = manifest.depth(d)
             src = sources[d]
@@ -644,55 +1044,71 @@ def quantize_bundle(bundle_dir: str | Path, method: str = "ort", calib_size: int
             t0 = time.perf_counter()
             extra: dict[str, Any] = {"method": method, "calib_size": len(cal.x_calib), "calibration": "training split",
                                      "symmetric": True, "per_channel": True}
-            if method == "ort":
-                extra["calibration_method"] = (f"percentile {percentile}" if calibration_method == "percentile"
-                                               else "minmax")
             fp32 = evaluate(src, cal, input_name)
-            candidates: list[tuple[str, Any]] = []
+            judge = AccuracyCheck(src, fp32, cal, max_drop, min_agreement, check_engines, input_name)
+            layers = quantizable_nodes(onnx.load(str(src)))
+            candidates: list[Candidate] = []
             if method == "ort":
-                ranges = per_graph.get(f"d{d}") if use_cache else None
+                graph_ranges = per_graph.get(f"d{d}") if use_cache else None
+                for est in ests:
+                    def qfn(excl, src=src, dst=dst, est=est, ranges=graph_ranges):
+                        if ranges is not None:
+                            ort_quantize(src, dst, ranges=ranges[est], nodes_to_exclude=excl)
+                        else:
+                            ort_quantize(src, dst, feeds=list(feeds), nodes_to_exclude=excl, calibration=est[0],
+                                         percentile=est[1])
 
-                def qfn(excl, src=src, dst=dst, ranges=ranges):
-                    if ranges is not None:
-                        ort_quantize(src, dst, ranges=ranges, nodes_to_exclude=excl)
-                    else:
-                        ort_quantize(src, dst, feeds=list(feeds), nodes_to_exclude=excl,
-                                     calibration=calibration_method, percentile=percentile)
+                    def make(qfn=qfn, dst=dst):
+                        qfn([])
+                        return onnx.load(str(dst))
 
-                excluded = restore_accuracy(qfn, src, dst, fp32, cal, max_drop, input_name,
-                                            max_float_fraction=max_float_fraction)
+                    candidates.append(Candidate(f"ort {estimator_name(est)}", make, dst,
+                                                build=lambda base, excl, qfn=qfn: qfn(excl)))
                 extra["shared_calibration"] = bool(shared)
                 extra["op_types"] = list(TRT_OP_TYPES)
-                if excluded:
-                    extra["float_nodes"] = excluded
-                candidates.append(("trt", None))
             else:
-                qm = nncf_quantize(src, cal, max_drop, len(cal.x_calib), input_name)
-                safe, changed = make_trt_safe(qm)
-                extra["uint8_pairs_converted"] = changed
-                onnx.save(safe, str(dst))
-                candidates.append(("trt", None))
-                candidates.append(("nncf", qm))
-            seconds = time.perf_counter() - t0
-            from ..targets import qdq_lint
+                raw: dict[str, Any] = {}
 
-            chosen, int8, lint_issues = None, None, []
-            for kind, alt in candidates:
-                if kind == "nncf":
-                    onnx.save(alt, str(dst))
-                score8 = evaluate(dst, cal, input_name)
-                issues = qdq_lint.lint(dst, "8.5")
-                if fp32 - score8 <= max_drop + 1e-12:
-                    chosen, int8, lint_issues = kind, score8, issues
-                    break
-                int8, lint_issues = (score8 if int8 is None else int8), issues
+                def nncf_make(label, safe, src=src, raw=raw, extra=extra, **kw):
+                    def make():
+                        if label not in raw:
+                            raw[label] = nncf_quantize(src, cal, max_drop, len(cal.x_calib), input_name,
+                                                       min_agreement=min_agreement, **kw)
+                        if not safe:
+                            return raw[label]
+                        model, changed = make_trt_safe(raw[label])
+                        extra.setdefault("uint8_pairs_converted", {})[label] = changed
+                        return model
+                    return make
+
+                candidates.append(Candidate("nncf accuracy control", nncf_make("ac", True), dst))
+                if range_search:
+                    for rest in NNCF_RANGE_ESTIMATORS:
+                        candidates.append(Candidate(f"nncf {rest.lower()}", nncf_make(
+                            rest, True, accuracy_control=False, range_estimator=rest), dst))
+                # last resort, as NNCF made it (UINT8 activations): OpenVINO / onnxruntime only
+                candidates.append(Candidate("nncf accuracy control (uint8)", nncf_make("ac", False), dst,
+                                            tensorrt=False))
+            outcome = control_accuracy(candidates, judge, layers, max_float_fraction)
+            check = outcome.check
+            lint_issues = qdq_lint.lint(dst, "8.5") if outcome.ok else []
+            seconds = time.perf_counter() - t0
+            int8, agreement = check.score, check.agreement
             lint_errors = [str(i) for i in qdq_lint.errors(lint_issues)]
             entry.metrics.setdefault("fp32", {})[manifest.metric_name] = fp32
             entry.metrics["int8"] = {manifest.metric_name: int8}
-            row = {"depth": d, "fp32": fp32, "int8": int8, "drop": fp32 - int8, "seconds": seconds, "status": "ok"}
-            if chosen is None:
-                reason = (f"int8 {manifest.metric_name} {int8:.4f} is {fp32 - int8:.4f} below fp32 {fp32:.4f} "
-                          f"(max drop {max_drop}) with method {method}")
+            if agreement is not None:
+                entry.metrics["int8"]["agreement"] = agreement
+            row = {"depth": d, "fp32": fp32, "int8": int8, "drop": fp32 - int8, "agreement": agreement,
+                   "engines": check.engines, "float_layers": len(outcome.float_layers), "layers": len(layers),
+                   "recipe": outcome.candidate.name if outcome.ok else None, "attempts": outcome.tried,
+                   "seconds": seconds, "status": "ok"}
+            if not outcome.ok:
+                too_many = (f"{len(outcome.float_layers)} of {len(layers)} layers would stay float (more than "
+                            f"{max_float_fraction:.0%})")
+                reason = "; ".join(check.failures or [too_many])
+                reason += (f" (method {method}, best of {len(outcome.tried)} attempts, "
+                           f"{len(outcome.float_layers)} of {len(layers)} layers in float)")
                 if method == "ort":
                     reason += "; try --method nncf (accuracy control) or a larger --calib-size"
                 entry.rejected["int8"] = reason
@@ -701,9 +1117,18 @@ def quantize_bundle(bundle_dir: str | Path, method: str = "ort", calib_size: int
                 row["status"] = "rejected"
             else:
                 entry.rejected.pop("int8", None)
+                extra["recipe"] = outcome.candidate.name
+                if method == "ort":
+                    extra["calibration_method"] = outcome.candidate.name[len("ort "):]
+                extra["accuracy_checks"] = check.engines
+                extra["min_agreement"] = min_agreement
+                extra["max_drop"] = max_drop
+                if outcome.float_layers:
+                    extra["float_nodes"] = outcome.float_layers
+                    extra["float_fraction"] = round(len(outcome.float_layers) / max(1, len(layers)), 4)
                 extra["tensorrt_compatible"] = not lint_errors
                 extra["lint"] = "ok" if not lint_errors else lint_errors[:8]
-                if chosen == "nncf":
+                if not outcome.candidate.tensorrt:
                     extra["note"] = ("NNCF graph with UINT8 activations: for OpenVINO / onnxruntime only; the "
                                      "TensorRT-safe conversion lost too much accuracy")
                 entry.set_artifact(Artifact.from_file(stage, dst, "onnx", "int8", extra=extra))
@@ -725,7 +1150,7 @@ def quantize_bundle(bundle_dir: str | Path, method: str = "ort", calib_size: int
                 t0 = time.perf_counter()
                 key = f"s{seg.index}"
                 if key in per_graph:
-                    ort_quantize(src, dst, ranges=per_graph[key])
+                    ort_quantize(src, dst, ranges=per_graph[key][ests[0]])
                 else:
                     ort_quantize(src, dst, feeds=list(chain_x), calibration=calibration_method, percentile=percentile)
                 seconds = time.perf_counter() - t0
@@ -758,9 +1183,10 @@ def quantize_bundle(bundle_dir: str | Path, method: str = "ort", calib_size: int
             bar.close()
 
         result = {
-            "bundle": str(bundle_dir), "method": method, "max_drop": max_drop, "metric": manifest.metric_name,
+            "bundle": str(bundle_dir), "method": method, "max_drop": max_drop, "min_agreement": min_agreement,
+            "max_float_fraction": max_float_fraction, "checked_engines": check_engines, "metric": manifest.metric_name,
             "calib_size": len(cal.x_calib), "calibration_data": "training split (never the validation split)",
-            "calibration_method": calibration_method if method == "ort" else "nncf",
+            "calibration_method": calibration_method if method == "ort" else "nncf", "range_search": range_search,
             "shared_calibration": bool(shared), "calibration_note": share_note, "timing": timing,
             "seconds": time.perf_counter() - t_start, "depths": rows, "segments": seg_rows,
             "rejected": {str(r["depth"]): manifest.depth(r["depth"]).rejected["int8"] for r in rows
