@@ -9,11 +9,23 @@ One code path, feature-detected rather than branched on one version:
   TRT 11 has none: fp16 = an fp16 ONNX graph (NVIDIA ModelOpt AutoCast when installed, else the
   small converter below, I/O kept fp32), int8 = the QDQ graph from `glonet quantize`.
   fp32 clears TF32 (where the flag exists) so "fp32" means fp32.
-* dynamic batch: one optimization profile min/opt/max = 1/opt_batch/max_batch over dim 0.
+  The TRT 11 fp16 graph is kept next to the engine ({stem}.fp16.onnx, a companion file) so the
+  trtexec line builds from the same graph.
+* dynamic batch: one optimization profile min/opt/max = 1/opt_batch/max_batch over dim 0. An
+  input exported with a FIXED batch d0 inside [min, max] gets the static profile (d0, d0, d0)
+  (with a warning; `run` pads smaller batches and chunks larger ones); outside -> ConfigError
+  asking to re-export with a dynamic batch.
 * timing cache: one file per (TRT version, GPU) in the engine directory, loaded before and saved
-  after every build, so the L builds of a family share tactics.
+  after every build, so the L builds of a family share tactics. A corrupt / foreign cache
+  (create_timing_cache -> None, set_timing_cache -> False) is replaced by a fresh one, with a warning.
 * DLA (Jetson Orin/Xavier, device "DLA" or "DLA:1"): default_device_type=DLA, DLA_core,
-  GPU_FALLBACK, fp16/int8 only, static batch (profile min=opt=max).
+  GPU_FALLBACK, fp16/int8 only, static batch (profile min=opt=max). On TRT 10 the int8 network
+  is NOT strongly typed by default with DLA (strongly typed leaves non-Q/DQ layers fp32, which
+  DLA cannot run -> silent GPU fallback); int8 + DLA on TRT < 10 warns (no explicit
+  quantization on DLA there).
+* GPU:N: the current CUDA device is set to N (set_current_device) before trt.Builder, before
+  trt.Runtime and at the start of every execution on each thread; metadata, engine directory,
+  timing cache and the load-time check all use GPU N.
 * build_serialized_network returns None on failure: checked, with the parser's errors listed.
 * metadata: TRT version, GPU name + compute capability, CUDA, JetPack/L4T (/etc/nv_tegra_release),
   flags, profile, workspace, ONNX sha256/opset, timing-cache id; written to the manifest and to a
@@ -21,7 +33,9 @@ One code path, feature-detected rather than branched on one version:
 * execution: named tensors + execute_async_v3 (TRT 8.5+), device buffers from torch CUDA or
   cuda-python, a pool of (execution context, stream, buffers) so `run` is thread-safe.
 * trtexec: the equivalent command line per graph is written to <engine dir>/trtexec.sh and the
-  compile JSON (a fallback and a cross-check: `bash trtexec.sh` on the device).
+  compile JSON (a fallback and a cross-check: `bash trtexec.sh` on the device). It is made from
+  what the build actually did (graph, every input's shapes, builder flags set, TF32 cleared,
+  strong typing), not re-derived from the version.
 
 Engines live in BUNDLE/tensorrt/<gpu>_sm<cc>_trt<version>/ because they do not move between
 TensorRT versions or GPUs: on a Jetson build on the device itself.
@@ -34,6 +48,7 @@ import os
 import re
 import shlex
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -71,9 +86,26 @@ def has_flag(enum: Any, name: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 # device facts
 # ---------------------------------------------------------------------------------------------
+# L4T release -> JetPack (NVIDIA's JetPack archive, as tabulated by jetson-stats' jtop).
+_JETPACK_EXACT = {
+    "34.1.0": "5.0 DP", "34.1.1": "5.0.1 DP",
+    "35.1.0": "5.0.2", "35.2.1": "5.1", "35.3.1": "5.1.1", "35.4.1": "5.1.2", "35.5.0": "5.1.3",
+    "35.6.0": "5.1.4", "35.6.1": "5.1.5", "35.6.2": "5.1.5",
+    "36.2.0": "6.0 DP", "36.3.0": "6.0", "36.4.0": "6.1", "36.4.2": "6.1.1", "36.4.3": "6.2", "36.4.4": "6.2.1",
+    "36.4.7": "6.2.1", "38.2.0": "7.0", "38.2.2": "7.0",
+}
+_JETPACK_MAJOR_MINOR = {
+    "32.5": "4.5.x", "32.6": "4.6", "32.7": "4.6.x", "34.1": "5.0 DP",
+    "35.1": "5.0.2", "35.2": "5.1", "35.3": "5.1.1", "35.4": "5.1.2", "35.5": "5.1.3", "35.6": "5.1.4+",
+    "36.2": "6.0 DP", "36.3": "6.0", "36.4": "6.1+", "38.2": "7.0",
+}
+_JETPACK_MAJOR = {"32": "4.x", "34": "5.0 DP", "35": "5.x", "36": "6.x", "38": "7.x"}
+
+
 def jetson_info(path: Path = TEGRA_RELEASE) -> dict[str, str] | None:
     """L4T release from /etc/nv_tegra_release ("# R36 (release), REVISION: 4.0, ...") and the
-    JetPack line it belongs to."""
+    JetPack release it belongs to: exact L4T version first, then major.minor (R35.1 is JetPack
+    5.0.2, R35.2+ is 5.1.x), then only the major line ("6.x")."""
     try:
         text = path.read_text(errors="replace").splitlines()[0]
     except (OSError, IndexError):
@@ -81,8 +113,12 @@ def jetson_info(path: Path = TEGRA_RELEASE) -> dict[str, str] | None:
     m = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", text)
     if not m:
         return {"nv_tegra_release": text.strip()}
-    l4t = f"{m.group(1)}.{m.group(2)}"
-    jetpack = {"32": "4.x", "34": "5.0", "35": "5.1.x", "36": "6.x", "38": "7.x"}.get(m.group(1), "unknown")
+    major, revision = m.group(1), m.group(2).strip(".")
+    l4t = f"{major}.{revision}"
+    parts = l4t.split(".")
+    full = ".".join((parts + ["0", "0"])[:3])
+    jetpack = (_JETPACK_EXACT.get(full) or _JETPACK_MAJOR_MINOR.get(".".join(parts[:2]))
+               or _JETPACK_MAJOR.get(major, "unknown"))
     return {"l4t": l4t, "jetpack": jetpack}
 
 
@@ -139,12 +175,37 @@ def _ck(res: Any) -> Any:
     return rest[0] if len(rest) == 1 else (tuple(rest) if rest else None)
 
 
+def set_current_device(index: int, prefer: str = "auto") -> None:
+    """Make GPU `index` the calling thread's current CUDA device (TensorRT builds, deserializes
+    and executes on the current device): torch.cuda.set_device, else cudart.cudaSetDevice."""
+    if prefer in ("auto", "torch"):
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.set_device(int(index))
+                return
+        except ImportError:
+            if prefer == "torch":
+                raise
+    try:
+        cudart = _cudart()
+    except ImportError as exc:
+        raise MissingDependencyError("TensorRT needs cuda-python or a CUDA build of torch to select GPU "
+                                     f"{index}; install with `pip install glonet-edge[tensorrt]`") from exc
+    _ck(cudart.cudaSetDevice(int(index)))
+
+
 class _TorchCuda:
     def __init__(self, index: int):
         import torch
 
         self.torch = torch
-        self.device = torch.device("cuda", index)
+        self.index = int(index)
+        self.device = torch.device("cuda", self.index)
+
+    def set_device(self) -> None:
+        self.torch.cuda.set_device(self.index)
 
     def stream(self):
         s = self.torch.cuda.Stream(device=self.device)
@@ -166,13 +227,20 @@ class _TorchCuda:
         stream.synchronize()
 
     def free(self, buf) -> None:
-        del buf
+        del buf  # the caching allocator reclaims it once the slot drops its reference
+
+    def destroy_stream(self, stream) -> None:
+        pass  # torch streams are pooled by torch itself
 
 
 class _CudaPython:
     def __init__(self, index: int):
         self.rt = _cudart()
-        _ck(self.rt.cudaSetDevice(index))
+        self.index = int(index)
+        _ck(self.rt.cudaSetDevice(self.index))
+
+    def set_device(self) -> None:
+        _ck(self.rt.cudaSetDevice(self.index))
 
     def stream(self):
         s = _ck(self.rt.cudaStreamCreate())
@@ -196,6 +264,9 @@ class _CudaPython:
     def free(self, buf) -> None:
         self.rt.cudaFree(buf)
 
+    def destroy_stream(self, stream) -> None:
+        self.rt.cudaStreamDestroy(stream)
+
 
 def cuda_backend(index: int = 0, prefer: str = "auto"):
     if prefer in ("auto", "torch"):
@@ -217,32 +288,66 @@ def cuda_backend(index: int = 0, prefer: str = "auto"):
 # ---------------------------------------------------------------------------------------------
 # fp16 ONNX for TensorRT 11 (no FP16 builder flag: precision lives in the graph)
 # ---------------------------------------------------------------------------------------------
+FP16_MAX = 65504.0
+_FLOAT_DTYPE_OPS = ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "EyeLike")
+
+
+def _fp16_array(arr: np.ndarray) -> tuple[np.ndarray, int]:
+    """float32 -> float16 clipped to +-65504 (a plain astype would turn large weights into inf)."""
+    a = np.asarray(arr, np.float32)
+    over = int(np.count_nonzero(np.abs(a) > FP16_MAX))
+    return np.clip(a, -FP16_MAX, FP16_MAX).astype(np.float16), over
+
+
 def convert_fp16(src: str | Path, dst: str | Path) -> str:
     """fp32 ONNX -> fp16 ONNX with fp32 inputs/outputs (Cast at the edges). Uses NVIDIA ModelOpt
-    AutoCast when installed; otherwise converts every float initializer / Constant / Cast target.
-    Returns which converter ran."""
+    AutoCast when installed; otherwise converts every float initializer / Constant (value,
+    value_float, value_floats) / ConstantOfShape value / Cast target / Random*/EyeLike dtype,
+    clipping to +-65504. Graphs with subgraphs (If / Loop / Scan) are refused by the fallback:
+    install NVIDIA ModelOpt for those. Returns which converter ran."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     try:
         from modelopt.onnx.autocast import convert_to_mixed_precision  # type: ignore
-
+    except ImportError:
+        convert_to_mixed_precision = None
+    if convert_to_mixed_precision is not None:
         model = convert_to_mixed_precision(onnx_path=str(src), low_precision_type="fp16", keep_io_types=True)
         onnx.save(model, str(dst))
         return "modelopt-autocast"
-    except ImportError:
-        pass
     model = onnx.load(str(src))
     g = model.graph
+    with_subgraphs = sorted({n.op_type for n in g.node for a in n.attribute
+                             if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)})
+    if with_subgraphs:
+        raise ConfigError(f"{Path(src).name} has control-flow subgraphs ({', '.join(with_subgraphs)}) that the built-in "
+                          "fp16 converter does not rewrite; TensorRT 11 needs an fp16 graph for --precision fp16: "
+                          "install NVIDIA ModelOpt (`pip install nvidia-modelopt[onnx]`, AutoCast) and compile again")
+    clipped = 0
     for i, t in enumerate(list(g.initializer)):
         if t.data_type == TensorProto.FLOAT:
-            g.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name))
+            arr, over = _fp16_array(numpy_helper.to_array(t))
+            clipped += over
+            g.initializer[i].CopyFrom(numpy_helper.from_array(arr, t.name))
     for n in g.node:
-        for a in n.attribute:
+        for k, a in enumerate(list(n.attribute)):
             if a.name == "value" and a.type == onnx.AttributeProto.TENSOR and a.t.data_type == TensorProto.FLOAT:
-                a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float16), a.t.name))
-            if n.op_type == "Cast" and a.name == "to" and a.i == TensorProto.FLOAT:
+                arr, over = _fp16_array(numpy_helper.to_array(a.t))
+                clipped += over
+                a.t.CopyFrom(numpy_helper.from_array(arr, a.t.name))
+            elif n.op_type == "Constant" and a.name in ("value_float", "value_floats"):
+                vals = np.array(a.f if a.name == "value_float" else list(a.floats), np.float32)
+                arr, over = _fp16_array(vals)
+                clipped += over
+                n.attribute[k].CopyFrom(helper.make_attribute("value", numpy_helper.from_array(arr)))
+            elif a.i == TensorProto.FLOAT and a.type == onnx.AttributeProto.INT and (
+                    (n.op_type == "Cast" and a.name == "to") or (n.op_type in _FLOAT_DTYPE_OPS and a.name == "dtype")):
                 a.i = TensorProto.FLOAT16
+    if clipped:
+        warnings.warn(f"fp16 conversion of {Path(src).name}: {clipped} constant value(s) beyond +-65504 were clipped "
+                      "to the fp16 range; check accuracy (or use NVIDIA ModelOpt AutoCast, which keeps such "
+                      "layers fp32)", RuntimeWarning, stacklevel=2)
     casts_in = []
     for inp in g.input:
         if inp.type.tensor_type.elem_type == TensorProto.FLOAT:
@@ -286,6 +391,7 @@ class _Slot:
         self.stream, self.handle = cuda.stream()
         self.buffers: dict[str, tuple[Any, int, int]] = {}  # name -> (buffer, ptr, capacity)
         self.shapes: dict[str, tuple[int, ...]] = {}
+        self.closed = False
 
     def buffer(self, name: str, nbytes: int) -> int:
         cur = self.buffers.get(name)
@@ -297,6 +403,63 @@ class _Slot:
             self.ctx.set_tensor_address(name, ptr)
         return cur[1]
 
+    def close(self) -> None:
+        """Free the device buffers and destroy the stream (cudaFree / cudaStreamDestroy with
+        cuda-python; torch frees its tensors when they are dropped). Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.cuda.sync(self.stream)  # nothing may still be reading or writing the buffers
+        except RuntimeError as exc:  # pragma: no cover - a failed stream: free what we can anyway
+            warnings.warn(f"TensorRT slot close: stream sync failed ({exc})", RuntimeWarning, stacklevel=2)
+        buffers, self.buffers = self.buffers, {}
+        for buf, _, _ in buffers.values():
+            self.cuda.free(buf)
+        self.cuda.destroy_stream(self.stream)
+        self.stream = None
+        self.ctx = None  # the execution context is released with its last reference
+
+
+class _SlotPool(RequestPool):
+    """RequestPool whose dropped slots are closed: a slot released while the idle list is full,
+    or after the pool was closed, frees its buffers and stream; close() closes the idle ones."""
+
+    def __init__(self, factory: Callable[[], _Slot], max_idle: int = 16):
+        super().__init__(factory, max_idle)
+        self._slot_lock = threading.Lock()
+        self._slots: list[_Slot] = []  # idle slots, kept here (the base class's list stays empty)
+        self._limit = max_idle
+        self._closed = False
+
+    def acquire(self) -> _Slot:
+        with self._slot_lock:
+            if self._slots:
+                return self._slots.pop()
+            self._closed = False  # used again after close(): slots are made on demand
+        return super().acquire()
+
+    def release(self, item: _Slot) -> None:
+        with self._slot_lock:
+            if not self._closed and len(self._slots) < self._limit:
+                self._slots.append(item)
+                return
+        item.close()
+
+    def clear(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._slot_lock:
+            self._closed = True
+            slots, self._slots = self._slots, []
+        for slot in slots:
+            slot.close()
+
+    @property
+    def idle(self) -> int:
+        return len(self._slots)
+
 
 class TrtCompiledModel(CompiledModel):
     target = "tensorrt"
@@ -307,29 +470,51 @@ class TrtCompiledModel(CompiledModel):
         self.engine = engine
         self.precision = precision
         self.metadata = metadata
+        self.device_index = int(device_index)
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         self.input_names = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.output_names = [n for n in names if n not in self.input_names]
         self.dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
-        self.cuda = cuda_backend(device_index, cuda_prefer)
-        self._pool = RequestPool(lambda: _Slot(engine, self.cuda, self.input_names, self.output_names))
+        self.cuda = cuda_backend(self.device_index, cuda_prefer)
+        # the batch sizes every input's profile accepts (a DLA / fixed-batch engine: min == max)
+        ranges = [[tuple(int(d) for d in s) for s in self.profile_range(n)] for n in self.input_names]
+        self.batch_min = max((lo[0] for lo, _, _ in ranges if lo), default=1)
+        self.batch_max = min((hi[0] for _, _, hi in ranges if hi), default=1 << 30)
+        self._pool = _SlotPool(lambda: _Slot(engine, self.cuda, self.input_names, self.output_names))
         self._raw: _Slot | None = None
         self._lock = threading.Lock()
 
     def profile_range(self, name: str) -> tuple[Any, Any, Any]:
         return tuple(self.engine.get_tensor_profile_shape(name, 0))
 
+    def _profile_error(self, name: str, shape: tuple[int, ...]) -> ConfigError:
+        """What set_input_shape refused, with the engine's real range and the matching fix."""
+        lo, _, hi = (tuple(int(d) for d in s) for s in self.profile_range(name))
+        inner_ok = bool(shape) and len(shape) == len(lo) and all(a <= d <= b for a, d, b in zip(lo[1:], shape[1:], hi[1:]))
+        if not inner_ok:
+            hint = f"the engine takes shape (batch, {', '.join(str(d) for d in lo[1:])})"
+        elif shape[0] > hi[0]:
+            hint = ("rebuild with a larger --max-batch" if lo[0] < hi[0]
+                    else f"this engine has a static batch of {hi[0]}; run() splits larger batches")
+        elif shape[0] < lo[0]:
+            hint = (f"this engine has a static batch of {lo[0]}; run() zero-pads smaller batches" if lo[0] == hi[0]
+                    else f"batches below the profile minimum {lo[0]} must be padded (run() does) or the engine rebuilt "
+                         "with a smaller --min-batch")
+        else:  # pragma: no cover - TensorRT refused a shape inside the profile
+            hint = "TensorRT refused it (see the TensorRT log above)"
+        return ConfigError(f"input {name!r} shape {tuple(shape)} is outside the engine's optimization profile "
+                           f"[{lo} .. {hi}]; {hint}")
+
     def _execute(self, slot: _Slot, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         ctx, cuda = slot.ctx, slot.cuda
+        cuda.set_device()  # TensorRT executes on the calling thread's current device
         for n in self.input_names:
             arr = feeds[n]
             if arr.dtype != self.dtypes[n]:
                 arr = arr.astype(self.dtypes[n])
             if slot.shapes.get(n) != arr.shape:
                 if not ctx.set_input_shape(n, tuple(arr.shape)):
-                    lo, _, hi = self.profile_range(n)
-                    raise ConfigError(f"input {n!r} shape {arr.shape} is outside the engine's optimization profile "
-                                      f"[{tuple(lo)} .. {tuple(hi)}]; rebuild with a larger --max-batch")
+                    raise self._profile_error(n, tuple(arr.shape))
                 slot.shapes[n] = arr.shape
             slot.buffer(n, arr.nbytes)
             cuda.h2d(slot.buffers[n][0], arr, slot.stream)
@@ -346,23 +531,34 @@ class TrtCompiledModel(CompiledModel):
         cuda.sync(slot.stream)
         return [o.astype(np.float32, copy=False) for o in outs]
 
+    def _execute_padded(self, slot: _Slot, feeds: dict[str, np.ndarray], n: int) -> list[np.ndarray]:
+        """A chunk smaller than the profile minimum (DLA / fixed-batch engines: min == max) is
+        zero-padded up to the minimum and the outputs sliced back to its n rows."""
+        lo = self.batch_min
+        if n >= lo:
+            return self._execute(slot, feeds)
+        padded = {k: np.concatenate([v, np.zeros((lo - n, *v.shape[1:]), v.dtype)]) for k, v in feeds.items()}
+        return [o[:n].copy() for o in self._execute(slot, padded)]
+
     def run(self, feeds: dict[str, Any]) -> list[np.ndarray]:
-        """Batches above the optimization profile's max are run in chunks of max."""
+        """Batches above the optimization profile's max are run in chunks of max; chunks below
+        its min are zero-padded to min and the outputs cut back."""
         feeds = self.check_feeds(feeds)
-        first = self.input_names[0]
-        n = feeds[first].shape[0]
-        hi = int(tuple(self.profile_range(first)[2])[0])
+        n = feeds[self.input_names[0]].shape[0] if feeds[self.input_names[0]].ndim else 1
+        hi = self.batch_max
         slot = self._pool.acquire()
         try:
             if n <= hi:
-                return self._execute(slot, feeds)
-            parts = [self._execute(slot, {k: v[i:i + hi] for k, v in feeds.items()}) for i in range(0, n, hi)]
+                return self._execute_padded(slot, feeds, n)
+            parts = [self._execute_padded(slot, {k: v[i:i + hi] for k, v in feeds.items()}, min(hi, n - i))
+                     for i in range(0, n, hi)]
             return [np.concatenate(outs) for outs in zip(*parts)]
         finally:
             self._pool.release(slot)
 
     def raw_callable(self) -> Callable[[dict[str, np.ndarray]], Any]:
-        """One dedicated context: H2D, execute_async_v3, D2H, sync; no checks (single thread)."""
+        """One dedicated context: H2D, execute_async_v3, D2H, sync; no checks, no padding or
+        chunking (single thread)."""
         with self._lock:
             if self._raw is None:
                 self._raw = _Slot(self.engine, self.cuda, self.input_names, self.output_names)
@@ -370,8 +566,13 @@ class TrtCompiledModel(CompiledModel):
         return lambda feeds: self._execute(slot, feeds)
 
     def close(self) -> None:
-        self._pool.clear()
-        self._raw = None
+        """Free every idle slot's device buffers and stream (slots in use are freed when their
+        run returns) and the raw slot's. Idempotent."""
+        self._pool.close()
+        with self._lock:
+            raw, self._raw = self._raw, None
+        if raw is not None:
+            raw.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,16 +589,21 @@ class TensorRTTarget(Target):
     load_options = ("cuda",)
 
     # ---- facts -------------------------------------------------------------------------------
-    def describe(self) -> dict[str, Any]:
+    def describe(self, index: int = 0) -> dict[str, Any]:
         trt = _trt()
         info: dict[str, Any] = {"target": self.name, "tensorrt": str(trt.__version__)}
-        info.update(gpu_info(0))
+        info.update(gpu_info(index))
         jet = jetson_info()
         if jet:
             info["jetson"] = jet
         builder = trt.Builder(_logger(trt))
         info["dla_cores"] = int(getattr(builder, "num_DLA_cores", 0) or 0)
-        info["builder_flags"] = sorted(n for n in ("FP16", "INT8", "TF32", "STRONGLY_TYPED") if has_flag(trt.BuilderFlag, n))
+        info["builder_flags"] = sorted(n for n in ("FP16", "INT8", "TF32") if has_flag(trt.BuilderFlag, n))
+        # STRONGLY_TYPED is a network-creation flag (10.x opt-in; 11.x always on, flag deprecated)
+        net = trt.NetworkDefinitionCreationFlag
+        info["network_flags"] = sorted(n for n in ("EXPLICIT_BATCH", "STRONGLY_TYPED") if has_flag(net, n))
+        info["strongly_typed"] = ("always" if trt_major(trt) >= 11 else
+                                  "opt-in" if has_flag(net, "STRONGLY_TYPED") else "unsupported")
         return info
 
     def _device(self, device: str | None) -> tuple[str, int]:
@@ -405,10 +611,15 @@ class TensorRTTarget(Target):
         base, _, idx = device.partition(":")
         return ("DLA" if base == "DLA" else "GPU"), int(idx or 0)
 
+    def _gpu_index(self, device: str | None) -> int:
+        """The CUDA device a build / load uses: N for GPU:N, 0 for DLA (one GPU on a Jetson)."""
+        kind, idx = self._device(device)
+        return 0 if kind == "DLA" else idx
+
     def bundle_subdir(self, **options: Any) -> str:
         trt = _trt()
         kind, idx = self._device(options.get("device"))
-        gpu = gpu_info(0 if kind == "DLA" else idx)
+        gpu = gpu_info(self._gpu_index(options.get("device")))
         sub = engine_dir_name(str(trt.__version__), gpu)
         return f"tensorrt/{sub}" + (f"_dla{idx}" if kind == "DLA" else "")
 
@@ -416,15 +627,15 @@ class TensorRTTarget(Target):
         plan = Path(out_dir) / f"{stem}.{precision}.plan"
         return [plan, plan.with_suffix(".json")]
 
-    def timing_cache_path(self, out_dir: Path) -> Path:
+    def timing_cache_path(self, out_dir: Path, index: int = 0) -> Path:
         trt = _trt()
-        gpu = gpu_info(0)
+        gpu = gpu_info(index)
         return Path(out_dir) / f"timing_{engine_dir_name(str(trt.__version__), gpu)}.cache"
 
     # ---- family hooks ----------------------------------------------------------------------
     def begin_family(self, out_dir: Path, **options: Any) -> dict[str, Any]:
         opts = {k: v for k, v in options.items() if k != "device"}
-        opts.setdefault("timing_cache", str(self.timing_cache_path(out_dir)))
+        opts.setdefault("timing_cache", str(self.timing_cache_path(out_dir, self._gpu_index(options.get("device")))))
         opts["_trtexec"] = []
         return opts
 
@@ -450,40 +661,93 @@ class TensorRTTarget(Target):
         return None
 
     # ---- build ---------------------------------------------------------------------------------
-    def trtexec_command(self, onnx_path: Path, plan: Path, precision: str, input_shape: list[int] | None,
-                        input_name: str, opts: dict[str, Any], trt_version: str, dla: int | None,
-                        out_dir: Path | None = None) -> str:
+    def trtexec_command(self, onnx_path: Path, plan: Path, shapes: dict[str, dict[str, list[int]]],
+                        timing_cache: Path, workspace_mib: int, *, builder_flags: list[str] | tuple[str, ...] = (),
+                        strongly_typed: bool = False, no_tf32: bool = False, optimization_level: int | None = None,
+                        dla: int | None = None, out_dir: Path | None = None) -> str:
+        """The trtexec line equivalent to what build() did: `onnx_path` is the graph it parsed (the
+        fp16 companion on TRT 11), `shapes` every input's min/opt/max, the flags those it set."""
         def rel(p: Path) -> str:
             return os.path.relpath(Path(p).resolve(), Path(out_dir).resolve()) if out_dir else str(p)
 
-        major = int(trt_version.split(".")[0])
+        def name(n: str) -> str:  # trtexec: names containing ':' or ',' are wrapped in single quotes
+            return f"'{n}'" if any(c in n for c in ":,'") else n
+
         cmd = ["trtexec", f"--onnx={rel(onnx_path)}", f"--saveEngine={rel(plan)}"]
-        if input_shape is not None:
-            dims = "x".join(str(s) for s in input_shape)
-            b = _batches(opts, dla is not None)
-            cmd += [f"--minShapes={input_name}:{b[0]}x{dims}", f"--optShapes={input_name}:{b[1]}x{dims}",
-                    f"--maxShapes={input_name}:{b[2]}x{dims}"]
-        cmd += [f"--timingCacheFile={Path(opts['timing_cache']).name}",
-                f"--memPoolSize=workspace:{int(opts.get('workspace_mib', 1024))}"]
-        if major < 11:
-            if precision == "fp16" or (precision == "int8" and major < 10):
-                cmd.append("--fp16")
-            if precision == "int8" and major < 10:
-                cmd.append("--int8")
-            if precision == "int8" and major == 10:
-                cmd.append("--stronglyTyped")
-        if major >= 9 or trt_version.startswith("8.6"):
-            cmd.append(f"--builderOptimizationLevel={int(opts.get('optimization_level', 3))}")
+        if shapes:
+            for key, flag in (("min", "--minShapes"), ("opt", "--optShapes"), ("max", "--maxShapes")):
+                cmd.append(f"{flag}=" + ",".join(f"{name(n)}:{'x'.join(str(int(d)) for d in s[key])}"
+                                                 for n, s in shapes.items()))
+        cmd += [f"--timingCacheFile={rel(timing_cache)}", f"--memPoolSize=workspace:{int(workspace_mib)}"]
+        if strongly_typed:
+            cmd.append("--stronglyTyped")
+        if "FP16" in builder_flags:
+            cmd.append("--fp16")
+        if "INT8" in builder_flags:
+            cmd.append("--int8")
+        if no_tf32:
+            cmd.append("--noTF32")
+        if optimization_level is not None:
+            cmd.append(f"--builderOptimizationLevel={int(optimization_level)}")
         if dla is not None:
-            cmd += [f"--useDLACore={dla}", "--allowGPUFallback"]
+            cmd.append(f"--useDLACore={dla}")
+            if "GPU_FALLBACK" in builder_flags:
+                cmd.append("--allowGPUFallback")
         cmd.append("--skipInference")
         return " ".join(shlex.quote(c) for c in cmd)
+
+    def _profile_shapes(self, network, b_min: int, b_opt: int, b_max: int) -> dict[str, dict[str, list[int]]]:
+        """min/opt/max per network input. A dynamic batch dim gets the requested range; a batch
+        dim the ONNX graph fixed (d0 > 0) gets (d0, d0, d0) when d0 is inside the range (TRT
+        rejects a profile that disagrees with a static dim), else ConfigError."""
+        shapes: dict[str, dict[str, list[int]]] = {}
+        for i in range(network.num_inputs):
+            t = network.get_input(i)
+            dims = tuple(int(d) for d in t.shape)
+            if not dims:
+                shapes[t.name] = {"min": [], "opt": [], "max": []}
+                continue
+            if any(d < 0 for d in dims[1:]):
+                raise ConfigError(f"input {t.name} has dynamic non-batch dims {dims}; export with a fixed sample shape")
+            rest = list(dims[1:])
+            d0 = dims[0]
+            if d0 > 0:
+                if not b_min <= d0 <= b_max:
+                    raise ConfigError(f"input {t.name!r} has a fixed batch dimension {d0} ({dims}) but the requested "
+                                      f"batch range is {b_min}..{b_max}; re-export with a dynamic batch (dynamic axis 0) "
+                                      f"or compile with a batch range that contains {d0}")
+                if b_min != b_max:
+                    warnings.warn(f"input {t.name!r} has a fixed batch dimension {d0}: the engine gets the static "
+                                  f"profile {d0}/{d0}/{d0} instead of {b_min}/{b_opt}/{b_max} (run() pads smaller "
+                                  "batches and splits larger ones); re-export with a dynamic batch for a batch range",
+                                  RuntimeWarning, stacklevel=3)
+                shapes[t.name] = {k: [d0, *rest] for k in ("min", "opt", "max")}
+            else:
+                shapes[t.name] = {"min": [b_min, *rest], "opt": [b_opt, *rest], "max": [b_max, *rest]}
+        return shapes
+
+    def _timing_cache(self, config, cache_path: Path):
+        """Load the family's timing cache; a corrupt or foreign one (create_timing_cache -> None,
+        set_timing_cache -> False: another TRT version / GPU) is replaced by a fresh cache."""
+        blob = cache_path.read_bytes() if cache_path.is_file() else b""
+        cache = config.create_timing_cache(blob) if blob else None
+        if blob and (cache is None or config.set_timing_cache(cache, False) is False):
+            why = "unreadable (corrupt)" if cache is None else "made by another TensorRT version or GPU"
+            warnings.warn(f"TensorRT timing cache {cache_path} is {why}; starting a fresh one (it is overwritten "
+                          "after this build)", RuntimeWarning, stacklevel=3)
+            cache = None
+        if cache is None:
+            cache = config.create_timing_cache(b"")
+            if cache is None or config.set_timing_cache(cache, False) is False:
+                raise ArtifactError("TensorRT could not create an empty timing cache")
+        return cache
 
     def build(self, onnx_path: str | Path, out_dir: str | Path, precision: str, **options: Any) -> list[Path]:
         trt = _trt()
         self.check_precision(precision)
         kind, index = self._device(options.get("device"))
         dla = index if kind == "DLA" else None
+        gpu_index = self._gpu_index(options.get("device"))
         onnx_path = Path(onnx_path)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -491,6 +755,7 @@ class TensorRTTarget(Target):
         plan_path, meta_path = self.artifact_paths(out_dir, stem, precision)
         major = trt_major(trt)
         logger = _logger(trt)
+        set_current_device(gpu_index, options.get("cuda", "auto"))  # TRT builds on the current device
         builder = trt.Builder(logger)
         if dla is not None:
             if precision == "fp32":
@@ -498,102 +763,129 @@ class TensorRTTarget(Target):
             if int(getattr(builder, "num_DLA_cores", 0) or 0) <= dla:
                 raise ConfigError(f"device DLA:{dla} asked for but this GPU has {getattr(builder, 'num_DLA_cores', 0)} "
                                   "DLA cores (DLA exists on Jetson Orin/Xavier; not in TensorRT 11.0-11.3 or on Thor)")
+            if precision == "int8" and major < 10:
+                warnings.warn(f"DLA with int8 on TensorRT {trt.__version__}: DLA does not support explicit quantization "
+                              "(Q/DQ) before TensorRT 10, so with GPU_FALLBACK the quantized layers run on the GPU, "
+                              "silently; check with `trtexec --useDLACore=... --dumpLayerInfo` or use fp16 on DLA",
+                              RuntimeWarning, stacklevel=2)
 
         # precision policy (feature-detected)
         strongly_typed = False
         flags = 0
         net_flags = trt.NetworkDefinitionCreationFlag
+        want_strong = options.get("strongly_typed")
+        if want_strong is None:
+            # DLA on TRT 10: a strongly typed int8 network keeps non-Q/DQ layers fp32 -> GPU fallback
+            want_strong = not (dla is not None and major == 10)
         if major < 10 and has_flag(net_flags, "EXPLICIT_BATCH"):
             flags |= 1 << int(net_flags.EXPLICIT_BATCH)
         elif precision == "int8" and major >= 10 and has_flag(net_flags, "STRONGLY_TYPED") \
-                and options.get("strongly_typed", True):
+                and (want_strong or major >= 11):
             # TRT 10: explicit quantization with strong typing, no precision flags (TRT 11: always)
             flags |= 1 << int(net_flags.STRONGLY_TYPED)
             strongly_typed = True
-        graph_path = onnx_path
+            if dla is not None:
+                warnings.warn(f"DLA with a strongly typed int8 network on TensorRT {trt.__version__}: layers outside "
+                              "Q/DQ pairs stay fp32, which DLA cannot run, so they fall back to the GPU"
+                              + (" (pass strongly_typed=False on TensorRT 10 to let them run fp16)" if major == 10 else ""),
+                              RuntimeWarning, stacklevel=2)
+        graph_path = onnx_path  # the graph TensorRT parses (and trtexec is pointed at)
+        fp16_graph: Path | None = None
         converter = None
-        if precision == "fp16" and not has_flag(trt.BuilderFlag, "FP16"):
-            # TRT 11: no FP16 flag; the graph itself must be fp16 (I/O stays fp32)
-            graph_path = out_dir / f".{stem}.fp16.onnx"
-            converter = convert_fp16(onnx_path, graph_path)
-        network = builder.create_network(flags)
-        parser = trt.OnnxParser(network, logger)
-        ok = parser.parse_from_file(str(graph_path))
-        if not ok:
-            errs = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-            raise ArtifactError(f"TensorRT {trt.__version__} cannot parse {onnx_path.name}:\n  " + "\n  ".join(errs[:10])
-                                + ("\n(int8: run `glonet quantize` with the TensorRT recipe; opset must be <= 17 for 8.5/8.6)"
-                                   if precision == "int8" or major < 10 else ""))
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.get("workspace_mib", 1024)) << 20)
-        used_flags: list[str] = []
+        tmp_graph: Path | None = None
+        try:
+            if precision == "fp16" and not has_flag(trt.BuilderFlag, "FP16"):
+                # TRT 11: no FP16 flag; the graph itself must be fp16 (I/O stays fp32). It is kept
+                # as a companion of the engine so trtexec builds from the same graph.
+                fp16_graph = out_dir / f"{stem}.fp16.onnx"
+                tmp_graph = out_dir / f".{stem}.fp16.tmp.onnx"
+                converter = convert_fp16(onnx_path, tmp_graph)
+                graph_path = tmp_graph
+            network = builder.create_network(flags)
+            parser = trt.OnnxParser(network, logger)
+            ok = parser.parse_from_file(str(graph_path))
+            if not ok:
+                errs = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+                hints = []
+                if precision == "int8":
+                    hints.append("int8: run `glonet quantize` with the TensorRT recipe (symmetric INT8 Q/DQ)")
+                if major < 9:
+                    hints.append(f"TensorRT {trt.__version__} parses ONNX opset <= 17: re-export with opset 17")
+                raise ArtifactError(f"TensorRT {trt.__version__} cannot parse {onnx_path.name}:\n  " + "\n  ".join(errs[:10])
+                                    + "".join(f"\n({h})" for h in hints))
+            config = builder.create_builder_config()
+            workspace_mib = int(options.get("workspace_mib", 1024))
+            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
+            used_flags: list[str] = []
 
-        def set_flag(name: str) -> None:
-            if has_flag(trt.BuilderFlag, name):
-                config.set_flag(getattr(trt.BuilderFlag, name))
-                used_flags.append(name)
+            def set_flag(name: str) -> None:
+                if has_flag(trt.BuilderFlag, name):
+                    config.set_flag(getattr(trt.BuilderFlag, name))
+                    used_flags.append(name)
 
-        if precision == "fp32" and has_flag(trt.BuilderFlag, "TF32") and not options.get("tf32", False):
-            config.clear_flag(trt.BuilderFlag.TF32)
-        if precision == "fp16":
-            set_flag("FP16")
-        if precision == "int8" and not strongly_typed:
-            set_flag("INT8")  # TRT 8.x needs it for Q/DQ to take effect; absent in TRT 11
-            if options.get("fp16_fallback", True):
-                set_flag("FP16")  # non-quantized layers may run fp16
-        if hasattr(config, "builder_optimization_level"):
-            config.builder_optimization_level = int(options.get("optimization_level", 3))
-        if dla is not None:
-            config.default_device_type = trt.DeviceType.DLA
-            config.DLA_core = dla
-            set_flag("GPU_FALLBACK")
-        # optimization profile over the batch dimension
-        b_min, b_opt, b_max = _batches(options, dla is not None)
-        profile = builder.create_optimization_profile()
-        shapes: dict[str, Any] = {}
-        for i in range(network.num_inputs):
-            t = network.get_input(i)
-            dims = tuple(t.shape)
-            if any(d < 0 for d in dims[1:]):
-                raise ConfigError(f"input {t.name} has dynamic non-batch dims {dims}; export with a fixed sample shape")
-            rest = dims[1:]
-            profile.set_shape(t.name, (b_min, *rest), (b_opt, *rest), (b_max, *rest))
-            shapes[t.name] = {"min": [b_min, *rest], "opt": [b_opt, *rest], "max": [b_max, *rest]}
-        config.add_optimization_profile(profile)
-        # timing cache shared across the family
-        cache_path = Path(options.get("timing_cache") or self.timing_cache_path(out_dir))
-        blob = cache_path.read_bytes() if cache_path.is_file() else b""
-        cache = config.create_timing_cache(blob)
-        config.set_timing_cache(cache, ignore_mismatch=False)
-        plan = builder.build_serialized_network(network, config)
-        if plan is None:
-            raise ArtifactError(f"TensorRT {trt.__version__} failed to build an engine for {onnx_path.name} ({precision}); "
-                                "see the TensorRT log above (unsupported layer, workspace too small, or a QDQ placement "
-                                "it has no int8 kernel for: lint the graph with glonet_edge.targets.qdq_lint)")
-        atomic_write_bytes(plan_path, bytes(memoryview(plan)))
+            no_tf32 = False
+            if precision == "fp32" and has_flag(trt.BuilderFlag, "TF32") and not options.get("tf32", False):
+                config.clear_flag(trt.BuilderFlag.TF32)
+                no_tf32 = True
+            if precision == "fp16":
+                set_flag("FP16")
+            if precision == "int8" and not strongly_typed:
+                set_flag("INT8")  # TRT 8.x needs it for Q/DQ to take effect; absent in TRT 11
+                if options.get("fp16_fallback", True):
+                    set_flag("FP16")  # non-quantized layers may run fp16
+            opt_level: int | None = None
+            if hasattr(config, "builder_optimization_level"):
+                opt_level = int(options.get("optimization_level", 3))
+                config.builder_optimization_level = opt_level
+            if dla is not None:
+                config.default_device_type = trt.DeviceType.DLA
+                config.DLA_core = dla
+                set_flag("GPU_FALLBACK")
+            # optimization profile over the batch dimension
+            b_min, b_opt, b_max = _batches(options, dla is not None)
+            shapes = self._profile_shapes(network, b_min, b_opt, b_max)
+            profile = builder.create_optimization_profile()
+            for name, s in shapes.items():
+                profile.set_shape(name, tuple(s["min"]), tuple(s["opt"]), tuple(s["max"]))
+            if config.add_optimization_profile(profile) < 0:
+                raise ConfigError(f"TensorRT rejected the optimization profile for {onnx_path.name}: "
+                                  + "; ".join(f"{n} min {s['min']} opt {s['opt']} max {s['max']}" for n, s in shapes.items())
+                                  + " (each needs 1 <= min <= opt <= max, element-wise)")
+            # timing cache shared across the family
+            cache_path = Path(options.get("timing_cache") or self.timing_cache_path(out_dir, gpu_index))
+            self._timing_cache(config, cache_path)
+            plan = builder.build_serialized_network(network, config)
+            if plan is None:
+                raise ArtifactError(f"TensorRT {trt.__version__} failed to build an engine for {onnx_path.name} ({precision}); "
+                                    "see the TensorRT log above (unsupported layer, workspace too small, or a QDQ placement "
+                                    "it has no int8 kernel for: lint the graph with glonet_edge.targets.qdq_lint)")
+            atomic_write_bytes(plan_path, bytes(memoryview(plan)))
+            if tmp_graph is not None and fp16_graph is not None:
+                os.replace(tmp_graph, fp16_graph)
+                graph_path = fp16_graph
+        finally:
+            if tmp_graph is not None:
+                tmp_graph.unlink(missing_ok=True)
         new_cache = config.get_timing_cache()
         if new_cache is not None:
             atomic_write_bytes(cache_path, bytes(memoryview(new_cache.serialize())))
-        if converter is not None:
-            graph_path.unlink(missing_ok=True)
         meta = self._metadata(trt, precision, dla, used_flags, strongly_typed, shapes, options, onnx_path, cache_path,
-                              converter)
+                              converter, gpu_index, fp16_graph)
         atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
         trtexec = options.get("_trtexec")
         if isinstance(trtexec, list):
-            first = next(iter(shapes.values()), None)
-            trtexec.append(self.trtexec_command(onnx_path, plan_path, precision,
-                                                first["min"][1:] if first else None, next(iter(shapes), "x"),
-                                                {**options, "timing_cache": str(cache_path)}, str(trt.__version__), dla,
-                                                out_dir))
-        return [plan_path, meta_path]
+            trtexec.append(self.trtexec_command(graph_path, plan_path, shapes, cache_path, workspace_mib,
+                                                builder_flags=used_flags, strongly_typed=strongly_typed,
+                                                no_tf32=no_tf32, optimization_level=opt_level, dla=dla,
+                                                out_dir=out_dir))
+        return [plan_path, meta_path] + ([fp16_graph] if fp16_graph is not None else [])
 
     def _metadata(self, trt, precision: str, dla: int | None, used_flags: list[str], strongly_typed: bool,
                   shapes: dict[str, Any], options: dict[str, Any], onnx_path: Path, cache_path: Path,
-                  converter: str | None) -> dict[str, Any]:
+                  converter: str | None, gpu_index: int = 0, fp16_graph: Path | None = None) -> dict[str, Any]:
         import importlib
 
-        meta: dict[str, Any] = {"tensorrt": str(trt.__version__), **gpu_info(0)}
+        meta: dict[str, Any] = {"tensorrt": str(trt.__version__), **gpu_info(gpu_index), "gpu_index": gpu_index}
         jet = jetson_info()
         if jet:
             meta["jetson"] = jet
@@ -614,6 +906,8 @@ class TensorRTTarget(Target):
             pass
         if converter:
             meta["fp16_converter"] = converter
+        if fp16_graph is not None:
+            meta["fp16_graph"] = {"file": fp16_graph.name, "sha256": sha256_file(fp16_graph)}
         return meta
 
     def artifact_extra(self, precision: str, **options: Any) -> dict[str, Any]:
@@ -623,13 +917,17 @@ class TensorRTTarget(Target):
         return json.loads(sidecars[0].read_text()) if sidecars and sidecars[0].is_file() else {}
 
     # ---- load ----------------------------------------------------------------------------------
-    def check_artifact(self, extra: dict[str, Any]) -> None:
+    def check_artifact(self, extra: dict[str, Any], index: int | None = None) -> None:
+        """Refuse an engine built by another TensorRT version or for another GPU. `index` is the
+        GPU it is about to be loaded on; without it (targets.load_artifact) the GPU the engine
+        was built on (its metadata's gpu_index) is compared, and load() checks again on the
+        device actually used."""
         if not extra:
             return
         trt = _trt()
         here_trt = str(trt.__version__)
         built_trt = extra.get("tensorrt")
-        gpu = gpu_info(0)
+        gpu = gpu_info(int(extra.get("gpu_index", 0) or 0) if index is None else index)
         problems = []
         if built_trt and built_trt != here_trt:
             problems.append(f"TensorRT {built_trt} (this machine has {here_trt})")
@@ -645,7 +943,7 @@ class TensorRTTarget(Target):
     def load(self, artifact_path: str | Path, precision: str, **options: Any) -> TrtCompiledModel:
         trt = _trt()
         self.check_precision(precision)
-        kind, index = self._device(options.get("device"))
+        gpu_index = self._gpu_index(options.get("device"))
         path = Path(artifact_path)
         if not path.is_file():
             raise ArtifactError(f"TensorRT engine {path} not found; run `glonet compile --target tensorrt`")
@@ -653,7 +951,9 @@ class TensorRTTarget(Target):
         sidecar = path.with_suffix(".json")
         if sidecar.is_file():
             meta = json.loads(sidecar.read_text())
-            self.check_artifact(meta)
+            self.check_artifact(meta, gpu_index)
+        cuda_prefer = options.get("cuda", "auto")
+        set_current_device(gpu_index, cuda_prefer)  # TRT deserializes onto the current device
         runtime = trt.Runtime(_logger(trt))
         dla = meta.get("dla_core")
         if dla is not None:
@@ -664,11 +964,10 @@ class TensorRTTarget(Target):
             raise ArtifactError(f"TensorRT {trt.__version__} could not deserialize {path.name} (sha256 {sha256_bytes(data)[:12]}): "
                                 "it was built by another TensorRT version / for another GPU, or is corrupt; rebuild it "
                                 "with `glonet compile --target tensorrt` on this device")
-        return TrtCompiledModel(trt, engine, precision, meta, 0 if kind == "DLA" else index,
-                                options.get("cuda", "auto"))
+        return TrtCompiledModel(trt, engine, precision, meta, gpu_index, cuda_prefer)
 
     def manifest_info(self, **options: Any) -> dict[str, Any]:
-        info = self.describe()
+        info = self.describe(self._gpu_index(options.get("device")))
         info["device"] = self.check_device(options.get("device"))
         info["batch_profile"] = dict(zip(("min", "opt", "max"), _batches(options, info["device"].startswith("DLA"))))
         info["note"] = "engines are valid only for this TensorRT version and GPU; load refuses any other"

@@ -6,11 +6,19 @@ STRONGLY_TYPED appears in 10. The "engine" runs the parsed ONNX graph with onnxr
 and writing "device" buffers through a host-memory CUDA stand-in (HostCuda), so the target's
 build / metadata / timing cache / named-tensor execution path runs end to end without a GPU.
 It checks what TensorRT's parser would refuse via qdq_lint, and records every builder call.
+
+Return values follow the real bindings where the target must check them:
+`add_optimization_profile` -> index or -1 (invalid profile), `create_timing_cache` -> None for a
+corrupt blob, `set_timing_cache` -> False for a cache from another TRT version / GPU (device tag),
+`build_serialized_network` -> None when a profile disagrees with a static input dim or misses an
+input, `set_input_shape` -> False outside the profile. `trt.events` records Builder / Runtime
+creation (and, through the test fixture, set_current_device) in order.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import types
 
 import numpy as np
@@ -25,11 +33,23 @@ class _Enum:
 class HostCuda:
     """Host-memory stand-in for tensorrt.cuda_backend(): 'device pointers' are numpy addresses."""
 
-    def __init__(self, memory: dict[int, np.ndarray]):
+    def __init__(self, memory: dict[int, np.ndarray], streams: set | None = None, index: int = 0,
+                 events: list | None = None):
         self.memory = memory
+        self.streams = streams if streams is not None else set()  # live (not destroyed) streams
+        self.index = index
+        self.events = events if events is not None else []
 
     def stream(self):
-        return "stream", 1
+        s = object()
+        self.streams.add(id(s))
+        return s, id(s)
+
+    def destroy_stream(self, stream):
+        self.streams.discard(id(stream))
+
+    def set_device(self):
+        self.events.append(("exec_set_device", self.index, threading.current_thread().name))
 
     def alloc(self, nbytes):
         buf = np.zeros(max(int(nbytes), 1), np.uint8)
@@ -55,7 +75,11 @@ def make_fake_trt(version: str = "10.3.0", dla_cores: int = 0, fail_build: bool 
     trt.__version__ = version
     trt.calls = []  # what the builder was asked
     trt.memory = {}
+    trt.streams = set()
+    trt.events = []
     trt.fail_build = fail_build
+    trt.reject_profiles = False  # add_optimization_profile -> -1 (as for an invalid profile)
+    trt.device_tag = "sm87"  # the GPU a timing cache belongs to
 
     class Logger:
         WARNING = 2
@@ -141,15 +165,17 @@ def make_fake_trt(version: str = "10.3.0", dla_cores: int = 0, fail_build: bool 
             self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
 
     class TimingCache:
-        def __init__(self, blob):
-            self.blob = bytes(blob)
+        """Serialized as FAKETC|<version>|<device tag>|<tactics>."""
+
+        def __init__(self, tactics=b"", tag=None, ver=None):
+            self.tactics, self.tag, self.version = bytes(tactics), tag or trt.device_tag, ver or version
 
         def serialize(self):
-            return self.blob
+            return b"FAKETC|" + self.version.encode() + b"|" + self.tag.encode() + b"|" + self.tactics
 
     class Config:
         def __init__(self):
-            self.flags = set()
+            self.flags = {trt.BuilderFlag.TF32}  # TF32 is on by default
             self.profiles = []
             self.cache = None
             self.pool = {}
@@ -168,13 +194,30 @@ def make_fake_trt(version: str = "10.3.0", dla_cores: int = 0, fail_build: bool 
             self.flags.discard(f)
 
         def add_optimization_profile(self, p):
+            valid = bool(p.shapes) and all(
+                len(lo) == len(opt) == len(hi) and all(0 <= a <= b <= c for a, b, c in zip(lo, opt, hi))
+                for lo, opt, hi in p.shapes.values())
+            if trt.reject_profiles or not valid:
+                return -1
             self.profiles.append(p)
+            return len(self.profiles) - 1
 
         def create_timing_cache(self, blob):
-            return TimingCache(blob)
+            blob = bytes(blob)
+            if not blob:
+                return TimingCache()
+            parts = blob.split(b"|", 3)
+            if len(parts) != 4 or parts[0] != b"FAKETC":
+                return None  # corrupt / not a timing cache
+            return TimingCache(parts[3], parts[2].decode(), parts[1].decode())
 
         def set_timing_cache(self, cache, ignore_mismatch):
+            if not isinstance(cache, TimingCache):
+                raise TypeError("set_timing_cache(): incompatible function arguments")
+            if not ignore_mismatch and (cache.version != version or cache.tag != trt.device_tag):
+                return False  # header check: another TRT version or GPU
             self.cache = cache
+            return True
 
         def get_timing_cache(self):
             return self.cache
@@ -182,6 +225,7 @@ def make_fake_trt(version: str = "10.3.0", dla_cores: int = 0, fail_build: bool 
     class Builder:
         def __init__(self, logger):
             self.num_DLA_cores = dla_cores
+            trt.events.append(("Builder",))
 
         def create_network(self, flags=0):
             return Network(flags)
@@ -194,12 +238,20 @@ def make_fake_trt(version: str = "10.3.0", dla_cores: int = 0, fail_build: bool 
 
         def build_serialized_network(self, network, config):
             names = {v: k for k, v in vars(trt.BuilderFlag).items()}
-            trt.calls.append({"network_flags": network.flags, "flags": sorted(names[f] for f in config.flags),
-                              "profiles": [p.shapes for p in config.profiles], "cache_in": config.cache.blob,
+            trt.calls.append({"network_flags": network.flags,
+                              "flags": sorted(names[f] for f in config.flags if f != trt.BuilderFlag.TF32),
+                              "tf32": trt.BuilderFlag.TF32 in config.flags,
+                              "profiles": [p.shapes for p in config.profiles], "cache_in": config.cache.tactics,
                               "dla": config.DLA_core if config.default_device_type == trt.DeviceType.DLA else None})
             if trt.fail_build:
                 return None
-            config.cache = TimingCache(config.cache.blob + b"+tactics")
+            for t in network.inputs:  # a profile must cover every input and agree with static dims
+                if not config.profiles or t.name not in config.profiles[0].shapes:
+                    return None
+                if any(d > 0 and not (lo == d == hi) for d, lo, _, hi in
+                       zip(t.shape, *config.profiles[0].shapes[t.name])):
+                    return None
+            config.cache = TimingCache(config.cache.tactics + b"+tactics")
             header = json.dumps({"version": version, "profile": {k: v for k, v in config.profiles[0].shapes.items()}}).encode()
             return np.frombuffer(b"FAKEPLAN" + len(header).to_bytes(4, "little") + header + network.onnx, np.uint8)
 
@@ -267,6 +319,7 @@ def make_fake_trt(version: str = "10.3.0", dla_cores: int = 0, fail_build: bool 
     class Runtime:
         def __init__(self, logger):
             self.DLA_core = -1
+            trt.events.append(("Runtime",))
 
         def deserialize_cuda_engine(self, data):
             data = bytes(data)

@@ -9,8 +9,11 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import threading
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,8 +35,10 @@ def fake_trt(monkeypatch):
         fake = make_fake_trt(version, **kw)
         monkeypatch.setitem(sys.modules, "tensorrt", fake)
         monkeypatch.setattr(T, "_LOGGER", None)
-        monkeypatch.setattr(T, "gpu_info", lambda index=0: dict(gpu))
-        monkeypatch.setattr(T, "cuda_backend", lambda index=0, prefer="auto": HostCuda(fake.memory))
+        monkeypatch.setattr(T, "gpu_info", (lambda index=0: dict(gpu)) if isinstance(gpu, dict) else gpu)
+        monkeypatch.setattr(T, "cuda_backend", lambda index=0, prefer="auto": HostCuda(fake.memory, fake.streams,
+                                                                                          index, fake.events))
+        monkeypatch.setattr(T, "set_current_device", lambda index, prefer="auto": fake.events.append(("set_device", index)))
         monkeypatch.setattr(T, "jetson_info", lambda path=None: {"l4t": "36.4.0", "jetpack": "6.x"})
         return fake
 
@@ -63,7 +68,29 @@ def test_version_bridge_build_and_run(version, fake_trt, fc_int8_bundle):
     assert m.targets["tensorrt"]["subdir"] == sub
     assert (fc_int8_bundle / sub / "trtexec.sh").is_file()
     script = (fc_int8_bundle / sub / "trtexec.sh").read_text()
-    assert script.count("trtexec --onnx=../../onnx/depth_") == len(m.depths) * 3 - sum("int8" in e.rejected for e in m.depths)
+    n_int8 = len(m.depths) - sum("int8" in e.rejected for e in m.depths)
+    if major < 11:
+        assert script.count("trtexec --onnx=../../onnx/depth_") == len(m.depths) * 2 + n_int8
+    else:  # TRT 11 fp16: trtexec builds from the fp16 graph kept next to the engine, as the Python build did
+        assert script.count("trtexec --onnx=../../onnx/depth_") == len(m.depths) + n_int8
+        assert script.count("trtexec --onnx=depth_") == len(m.depths)
+        for e in m.depths:
+            comp = [c["path"] for c in e.artifact("tensorrt", "fp16").companions]
+            assert comp[1].endswith(f"depth_{e.depth:03d}.fp16.onnx") and (fc_int8_bundle / comp[1]).is_file()
+    assert not list((fc_int8_bundle / sub).glob(".*.onnx"))  # no stray temp graphs
+    lines = script.splitlines()
+    # fp32: the build cleared TF32, so does the trtexec line; fp16/int8 lines do not
+    assert all(("--noTF32" in ln) == (".fp32.plan" in ln) for ln in lines if ln.startswith("trtexec"))
+    assert [c["tf32"] for c in fake.calls].count(False) == script.count(".fp32.plan") > 0
+    # every input of a segment graph gets its shapes (trtexec: comma-separated per input)
+    for s in m.segments:
+        names = list(s.inputs)
+        args = dict(a.split("=", 1) for a in next(ln for ln in lines if f"segment_{s.index:02d}.fp32.plan" in ln).split()
+                    if "=" in a)
+        for key, b in (("--minShapes", 1), ("--optShapes", 8), ("--maxShapes", 32)):
+            per_input = [x.split(":") for x in args[key].split(",")]
+            assert [n for n, _ in per_input] == names and all(d.startswith(f"{b}x") for _, d in per_input)
+    assert any(len(s.inputs) == 2 for s in m.segments)
     assert ("--fp16" in script) == (major < 11) and ("--int8" in script) == (major < 10)
     assert result["trtexec"] and "--timingCacheFile=" in result["trtexec"][0]
     x = load_dataset("digits", seed=0, val_fraction=0.2).x_val[:64]
@@ -178,7 +205,7 @@ def test_parser_errors_are_listed(fake_trt, fc_bundle, tmp_path):
 def test_jetson_release_parsing(tmp_path):
     f = tmp_path / "nv_tegra_release"
     f.write_text("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64\n")
-    assert T.jetson_info(f) == {"l4t": "35.4.1", "jetpack": "5.1.x"}
+    assert T.jetson_info(f) == {"l4t": "35.4.1", "jetpack": "5.1.2"}
     assert T.jetson_info(tmp_path / "missing") is None
 
 
@@ -197,6 +224,282 @@ def test_fp16_graph_conversion_for_trt11(fc_bundle, tmp_path):
     ref = ort.load(fc_bundle / "onnx" / "depth_016.onnx", "fp32").run({"x": x})[0]
     y = ort.load(dst, "fp32").run({"x": x})[0]
     assert np.mean(np.argmax(y, 1) == np.argmax(ref, 1)) >= 0.99
+
+
+# ---- review fixes (each test fails without its fix) -------------------------------------------
+def _trt_build(src, out, precision, **kw):
+    return get_target("tensorrt").build(src, out, precision, **kw)
+
+
+def _fixed_batch_graph(src, dst, batch):
+    import onnx
+
+    m = onnx.load(str(src))
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = batch
+    onnx.save(m, str(dst))
+    return dst
+
+
+def _args(line):
+    return dict(a.split("=", 1) for a in line.split() if "=" in a)
+
+
+def test_fixed_batch_input_gets_static_profile_or_clear_error(fake_trt, fc_bundle, tmp_path):
+    """#1: a graph exported with a fixed batch: inside the range -> static profile (warned), run pads
+    and chunks; outside -> ConfigError (not a misleading build failure); profile index -1 -> ConfigError."""
+    fake = fake_trt("10.3.0")
+    src = fc_bundle / "onnx" / "depth_004.onnx"
+    fixed = _fixed_batch_graph(src, tmp_path / "fixed4.onnx", 4)
+    with pytest.warns(RuntimeWarning, match="fixed batch dimension 4.*static profile 4/4/4"):
+        plan, meta = _trt_build(fixed, tmp_path / "out", "fp32")
+    assert fake.calls[-1]["profiles"][0]["x"] == ((4, 1, 8, 8),) * 3
+    assert json.loads(meta.read_text())["profile"]["x"]["max"] == [4, 1, 8, 8]
+    model = get_target("tensorrt").load(plan, "fp32")
+    x = load_dataset("digits", seed=0, val_fraction=0.2).x_val[:10]
+    ref = get_target("onnxruntime").load(src, "fp32").run({"x": x})[0]
+    np.testing.assert_allclose(model.run({"x": x[:3]})[0], ref[:3], atol=1e-5)  # padded to 4
+    np.testing.assert_allclose(model.run({"x": x})[0], ref, atol=1e-5)  # 4 + 4 + 2 (padded)
+    with pytest.raises(ConfigError, match="'x' has a fixed batch dimension 64.*1..32; re-export with a dynamic batch"):
+        _trt_build(_fixed_batch_graph(src, tmp_path / "fixed64.onnx", 64), tmp_path / "out", "fp32")
+    fake.reject_profiles = True
+    with pytest.raises(ConfigError, match=r"rejected the optimization profile.*x min \[1, 1, 8, 8\] opt \[8, 1, 8, 8\] "
+                                          r"max \[32, 1, 8, 8\]"):
+        _trt_build(src, tmp_path / "out", "fp32")
+
+
+def test_trtexec_line_follows_the_build(fake_trt, fc_int8_bundle, tmp_path):
+    """#5: trtexec flags come from what build() did (strongly_typed=False, fp16_fallback=False),
+    #4: --noTF32 only where TF32 was cleared, #13: the timing cache path is relative like the others."""
+    fake = fake_trt("10.3.0")
+    q = fc_int8_bundle / "onnx" / "depth_004.int8.onnx"
+    out = tmp_path / "bundle" / "tensorrt" / "eng"
+    cache = tmp_path / "bundle" / "caches" / "tc.cache"
+    lines = []
+    _trt_build(q, out, "int8", strongly_typed=False, fp16_fallback=False, timing_cache=str(cache), _trtexec=lines)
+    assert fake.calls[-1]["flags"] == ["INT8"] and not fake.calls[-1]["network_flags"] & 2
+    args = _args(lines[-1])
+    assert "--int8" in lines[-1] and "--fp16" not in lines[-1] and "--stronglyTyped" not in lines[-1]
+    assert args["--timingCacheFile"] == "../../caches/tc.cache" and (out / args["--timingCacheFile"]).resolve() == cache
+    _trt_build(q, out, "int8", timing_cache=str(cache), _trtexec=lines)  # default on TRT 10: strongly typed, no flags
+    assert "--stronglyTyped" in lines[-1] and "--int8" not in lines[-1] and "--fp16" not in lines[-1]
+    src = fc_int8_bundle / "onnx" / "depth_004.onnx"
+    _trt_build(src, out, "fp32", tf32=True, timing_cache=str(cache), _trtexec=lines)
+    assert fake.calls[-1]["tf32"] and "--noTF32" not in lines[-1]
+    _trt_build(src, out, "fp32", timing_cache=str(cache), _trtexec=lines)
+    assert not fake.calls[-1]["tf32"] and "--noTF32" in lines[-1]
+    # input names trtexec would split on are quoted the trtexec way ('in:0':1x2)
+    shapes = {"in:0": {"min": [1, 2], "opt": [2, 2], "max": [4, 2]}, "s": {"min": [1, 3], "opt": [2, 3], "max": [4, 3]}}
+    cmd = get_target("tensorrt").trtexec_command(Path("a.onnx"), Path("a.plan"), shapes, Path("tc.cache"), 64)
+    assert "--minShapes='in:0':1x2,s:1x3" in shlex.split(cmd) and "--maxShapes='in:0':4x2,s:4x3" in shlex.split(cmd)
+
+
+def test_trt11_fp16_graph_is_a_companion_and_no_temp_is_left(fake_trt, fc_bundle, tmp_path):
+    """#3/#11: TRT 11 fp16 keeps {stem}.fp16.onnx next to the engine and points trtexec at it; a failed
+    build leaves no temp graph behind."""
+    import onnx
+
+    fake_trt("11.4.0")
+    out = tmp_path / "out"
+    lines = []
+    files = _trt_build(fc_bundle / "onnx" / "depth_004.onnx", out, "fp16", _trtexec=lines)
+    assert [f.name for f in files] == ["depth_004.fp16.plan", "depth_004.fp16.json", "depth_004.fp16.onnx"]
+    assert _args(lines[-1])["--onnx"] == "depth_004.fp16.onnx" and "--fp16" not in lines[-1]
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in onnx.load(str(files[2])).graph.initializer)
+    meta = json.loads(files[1].read_text())
+    assert meta["fp16_graph"]["file"] == "depth_004.fp16.onnx" and meta["fp16_graph"]["sha256"]
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".onnx") == ["depth_004.fp16.onnx"]
+    fake_trt("11.4.0", fail_build=True)
+    out2 = tmp_path / "out2"
+    with pytest.raises(ArtifactError, match="failed to build"):
+        _trt_build(fc_bundle / "onnx" / "depth_008.onnx", out2, "fp16")
+    assert not [p.name for p in out2.iterdir() if p.suffix == ".onnx"]
+
+
+def test_corrupt_or_foreign_timing_cache_starts_fresh(fake_trt, fc_bundle, tmp_path):
+    """#6: create_timing_cache -> None (corrupt) or set_timing_cache -> False (other GPU): warn and start fresh."""
+    fake = fake_trt("10.3.0")
+    src = fc_bundle / "onnx" / "depth_004.onnx"
+    cache = tmp_path / "tc.cache"
+    cache.write_bytes(b"\x00garbage")
+    with pytest.warns(RuntimeWarning, match="tc.cache is unreadable.*fresh"):
+        _trt_build(src, tmp_path / "out", "fp32", timing_cache=str(cache))
+    assert fake.calls[-1]["cache_in"] == b"" and cache.read_bytes().startswith(b"FAKETC|10.3.0|sm87|")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a good cache: no warning, tactics reused
+        _trt_build(src, tmp_path / "out", "fp16", timing_cache=str(cache))
+    assert fake.calls[-1]["cache_in"] == b"+tactics"
+    fake.device_tag = "sm89"  # the cache was made on another GPU
+    with pytest.warns(RuntimeWarning, match="made by another TensorRT version or GPU"):
+        _trt_build(src, tmp_path / "out", "fp32", timing_cache=str(cache))
+    assert fake.calls[-1]["cache_in"] == b"" and b"|sm89|" in cache.read_bytes()
+
+
+def test_describe_reports_strong_typing_as_a_network_flag(fake_trt):
+    """#7: STRONGLY_TYPED lives in NetworkDefinitionCreationFlag (10.x opt-in, always on in 11)."""
+    t = get_target("tensorrt")
+    expected = {"8.5.2": ("unsupported", ["EXPLICIT_BATCH"]), "10.3.0": ("opt-in", ["EXPLICIT_BATCH", "STRONGLY_TYPED"]),
+                "11.4.0": ("always", ["STRONGLY_TYPED"])}
+    for version, (typing, net_flags) in expected.items():
+        fake_trt(version)
+        info = t.describe()
+        assert info["strongly_typed"] == typing and info["network_flags"] == net_flags
+        assert "STRONGLY_TYPED" not in info["builder_flags"]
+        assert ("FP16" in info["builder_flags"]) == (version != "11.4.0")
+
+
+def test_close_frees_buffers_and_streams(fake_trt, fc_bundle, tmp_path):
+    """#8: close() frees every idle slot's and the raw slot's buffers and destroys their streams; a
+    slot the pool drops (idle list full) is closed at once."""
+    fake = fake_trt("10.3.0")
+    plan, _ = _trt_build(fc_bundle / "onnx" / "depth_004.onnx", tmp_path / "out", "fp32")
+    model = get_target("tensorrt").load(plan, "fp32")
+    x = np.zeros((5, 1, 8, 8), np.float32)
+    model.run({"x": x})
+    model.raw_callable()({"x": x})
+    assert fake.memory and fake.streams
+    model.close()
+    assert not fake.memory and not fake.streams
+    model.close()  # idempotent
+    pool = T._SlotPool(lambda: T._Slot(model.engine, model.cuda, model.input_names, model.output_names), max_idle=1)
+    slots = [pool.acquire() for _ in range(3)]
+    for s in slots:
+        model._execute(s, {"x": x})
+    for s in slots:
+        pool.release(s)
+    assert pool.idle == 1 and [s.closed for s in slots] == [False, True, True]
+    assert len(fake.streams) == 1
+    pool.close()
+    assert not fake.memory and not fake.streams
+
+
+def test_dla_static_batch_pads_small_batches(fake_trt, fc_bundle):
+    """#9: a DLA engine (min = opt = max = 4) runs batches of 3 and 10 (padded); the raw call names
+    the real range instead of asking for a larger --max-batch."""
+    fake_trt("10.3.0", dla_cores=1)
+    compile_bundle(fc_bundle, "tensorrt", ["fp16"], device="DLA", depths=[4], segments=False, progress=False,
+                   static_batch=4, verify=False)
+    model = load_artifact(fc_bundle, BundleManifest.load(fc_bundle).depth(4).artifact("tensorrt", "fp16"), "tensorrt",
+                          device="DLA")
+    x = load_dataset("digits", seed=0, val_fraction=0.2).x_val[:10]
+    ref = get_target("onnxruntime").load(fc_bundle / "onnx" / "depth_004.onnx", "fp32").run({"x": x})[0]
+    np.testing.assert_allclose(model.run({"x": x[:3]})[0], ref[:3], atol=1e-5)
+    np.testing.assert_allclose(model.run({"x": x})[0], ref, atol=1e-5)
+    assert model.run({"x": x[:0]})[0].shape == (0, 10)
+    with pytest.raises(ConfigError, match=r"\(3, 1, 8, 8\) is outside .*\[\(4, 1, 8, 8\) \.\. \(4, 1, 8, 8\)\]; this engine "
+                                          "has a static batch of 4") as err:
+        model.raw_callable()({"x": x[:3]})
+    assert "--max-batch" not in str(err.value)
+
+
+def test_gpu_index_is_used_for_build_load_and_run(fake_trt, fc_bundle):
+    """#10: GPU:1 sets the current device before trt.Builder / trt.Runtime and on each executing thread,
+    and names, metadata and the load check use GPU 1."""
+    gpus = {0: ORIN, 1: {**ORIN, "gpu": "NVIDIA RTX 4090", "compute_capability": "8.9"}}
+    fake = fake_trt("10.3.0", gpu=lambda index=0: dict(gpus[index]))
+    compile_bundle(fc_bundle, "tensorrt", ["fp32"], device="GPU:1", depths=[4], segments=False, progress=False,
+                   verify=False)
+    ev = fake.events
+    assert ev[ev.index(("Builder",)) - 1] == ("set_device", 1) and ("set_device", 0) not in ev
+    m = BundleManifest.load(fc_bundle)
+    art = m.depth(4).artifact("tensorrt", "fp32")
+    assert m.targets["tensorrt"]["subdir"] == "tensorrt/nvidia-rtx-4090_sm89_trt10.3.0"
+    assert art.extra["compute_capability"] == "8.9" and art.extra["gpu_index"] == 1
+    assert art.extra["timing_cache"]["file"] == "timing_nvidia-rtx-4090_sm89_trt10.3.0.cache"
+    assert m.targets["tensorrt"]["gpu"] == "NVIDIA RTX 4090"
+    model = load_artifact(fc_bundle, art, "tensorrt", device="GPU:1")
+    assert fake.events[fake.events.index(("Runtime",)) - 1] == ("set_device", 1)
+    t = threading.Thread(target=lambda: model.run({"x": np.zeros((2, 1, 8, 8), np.float32)}), name="worker")
+    t.start()
+    t.join()
+    assert ("exec_set_device", 1, "worker") in fake.events
+    with pytest.raises(ArtifactError, match="compute capability 8.9 \\(this GPU, NVIDIA Jetson AGX Orin, is 8.7\\)"):
+        load_artifact(fc_bundle, art, "tensorrt", device="GPU:0")
+
+
+def test_parser_error_hints_match_precision_and_version(fake_trt, fc_bundle, tmp_path):
+    """#12: the quantize hint only for int8, the opset <= 17 hint only on TRT 8.x."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from glonet_edge.export import quantize as Q
+
+    bad = tmp_path / "u8.onnx"
+    cal = Q.load_calibration(BundleManifest.load(fc_bundle), 32)
+    quantize_static(str(fc_bundle / "onnx" / "depth_001.onnx"), str(bad), Q._Reader([{"x": b} for b in cal.batches()]),
+                    quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax)
+    for version, precision, quant_hint, opset_hint in (("8.5.2", "fp32", False, True), ("10.3.0", "fp32", False, False),
+                                                       ("10.3.0", "int8", True, False), ("8.5.2", "int8", True, True)):
+        fake_trt(version)
+        with pytest.raises(ArtifactError, match="cannot parse u8.onnx") as err:
+            _trt_build(bad, tmp_path / "out", precision)
+        assert ("glonet quantize" in str(err.value)) == quant_hint, (version, precision)
+        assert ("opset <= 17" in str(err.value)) == opset_hint, (version, precision)
+
+
+def test_jetpack_mapping_uses_major_minor(tmp_path):
+    """#14: L4T R35.1 is JetPack 5.0.2 (not 5.1.x); exact, then major.minor, then the major line."""
+    f = tmp_path / "nv_tegra_release"
+    for rel, rev, jp in (("35", "1.0", "5.0.2"), ("35", "2.1", "5.1"), ("35", "6.0", "5.1.4"), ("36", "4.3", "6.2"),
+                         ("36", "3.0", "6.0"), ("35", "1.7", "5.0.2"), ("36", "9.0", "6.x"), ("99", "1.0", "unknown")):
+        f.write_text(f"# R{rel} (release), REVISION: {rev}, GCID: 1, BOARD: t186ref, EABI: aarch64\n")
+        assert T.jetson_info(f)["jetpack"] == jp, (rel, rev)
+
+
+def test_fp16_fallback_converter_constants_clipping_and_subgraphs(tmp_path, monkeypatch):
+    """#15: Constant value_float / value_floats become fp16, values beyond 65504 are clipped (not inf),
+    If/Loop subgraphs are refused with a pointer to ModelOpt."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    monkeypatch.setitem(sys.modules, "modelopt.onnx.autocast", None)  # force the built-in converter
+    big = numpy_helper.from_array(np.array([1e6, -2.0], np.float32), "big")
+    g = helper.make_graph(
+        [helper.make_node("Constant", [], ["c1"], value_float=2.0),
+         helper.make_node("Constant", [], ["c2"], value_floats=[1.0, -1.0]),
+         helper.make_node("Mul", ["x", "c1"], ["t1"]), helper.make_node("Add", ["t1", "c2"], ["t2"]),
+         helper.make_node("Min", ["t2", "big"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])], [big])
+    src = tmp_path / "c.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    dst = tmp_path / "c16.onnx"
+    with pytest.warns(RuntimeWarning, match="1 constant value"):
+        assert T.convert_fp16(src, dst) == "glonet-edge"
+    m = onnx.load(str(dst))
+    assert np.isfinite(numpy_helper.to_array(m.graph.initializer[0]).astype(np.float32)).all()
+    consts = [n for n in m.graph.node if n.op_type == "Constant"]
+    assert all(a.name == "value" and a.t.data_type == TensorProto.FLOAT16 for n in consts for a in n.attribute)
+    x = np.array([[1.0, 2.0], [3.0, 1e5]], np.float32)
+    y = get_target("onnxruntime").load(dst, "fp32").run({"x": x})[0]
+    np.testing.assert_allclose(y, [[3.0, -2.0], [7.0, -2.0]])
+    branch = helper.make_graph([helper.make_node("Identity", ["x"], ["o"])], "b", [],
+                               [helper.make_tensor_value_info("o", TensorProto.FLOAT, ["n", 2])])
+    g2 = helper.make_graph([helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+                            helper.make_node("Greater", ["s", "zero"], ["c"]),
+                            helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=branch)],
+                           "g2", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2])],
+                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])],
+                           [numpy_helper.from_array(np.array(0.0, np.float32), "zero")])
+    onnx.save(helper.make_model(g2, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    with pytest.raises(ConfigError, match="subgraphs \\(If\\).*ModelOpt"):
+        T.convert_fp16(src, dst)
+
+
+def test_dla_precision_risks_are_warned(fake_trt, fc_int8_bundle, tmp_path):
+    """DLA + int8 on TRT < 10 warns (no explicit quantization on DLA); on TRT 10 DLA int8 is not
+    strongly typed by default, and asking for it warns."""
+    q = fc_int8_bundle / "onnx" / "depth_004.int8.onnx"
+    fake = fake_trt("8.5.2", dla_cores=1)
+    with pytest.warns(RuntimeWarning, match="DLA does not support explicit quantization.*run on the GPU"):
+        _trt_build(q, tmp_path / "a", "int8", device="DLA")
+    fake = fake_trt("10.3.0", dla_cores=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _trt_build(q, tmp_path / "b", "int8", device="DLA")
+    assert not fake.calls[-1]["network_flags"] & 2 and fake.calls[-1]["flags"] == ["FP16", "GPU_FALLBACK", "INT8"]
+    with pytest.warns(RuntimeWarning, match="strongly typed int8 network.*fall back to the GPU"):
+        _trt_build(q, tmp_path / "c", "int8", device="DLA", strongly_typed=True)
+    assert fake.calls[-1]["network_flags"] & 2
 
 
 # ---- real TensorRT (GPU machines only) --------------------------------------------------------
