@@ -56,7 +56,7 @@ def load_artifact(bundle_dir: str | Path, artifact: Any, target: str | Target, v
     if artifact.format != t.artifact_format:
         raise ConfigError(f"artifact {artifact.path} has format {artifact.format!r}; target {t.name!r} "
                           f"loads {t.artifact_format!r} artifacts (run `glonet compile --target {t.name}`)")
-    t.check_artifact(artifact.extra)
+    t.check_artifact(artifact.extra, **options)
     path = artifact.resolve(bundle_dir, verify=verify)
     return t.load(path, artifact.precision, **options)
 

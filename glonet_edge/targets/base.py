@@ -165,8 +165,9 @@ class Target(ABC):
         """Metadata recorded in the manifest next to each artifact this target builds."""
         return {}
 
-    def check_artifact(self, extra: dict[str, Any]) -> None:
-        """Refuse (ArtifactError) an artifact built for another engine version / device."""
+    def check_artifact(self, extra: dict[str, Any], **options: Any) -> None:
+        """Refuse (ArtifactError) an artifact built for another engine version / device; `options`
+        are the load options (e.g. device) it is about to be loaded with."""
 
     def manifest_info(self, **options: Any) -> dict[str, Any]:
         """What `compile` records under manifest.targets[name]."""

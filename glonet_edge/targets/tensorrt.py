@@ -917,17 +917,15 @@ class TensorRTTarget(Target):
         return json.loads(sidecars[0].read_text()) if sidecars and sidecars[0].is_file() else {}
 
     # ---- load ----------------------------------------------------------------------------------
-    def check_artifact(self, extra: dict[str, Any], index: int | None = None) -> None:
-        """Refuse an engine built by another TensorRT version or for another GPU. `index` is the
-        GPU it is about to be loaded on; without it (targets.load_artifact) the GPU the engine
-        was built on (its metadata's gpu_index) is compared, and load() checks again on the
-        device actually used."""
+    def check_artifact(self, extra: dict[str, Any], **options: Any) -> None:
+        """Refuse an engine built by another TensorRT version or for another GPU than the one it
+        is about to be loaded on (options["device"], default GPU 0)."""
         if not extra:
             return
         trt = _trt()
         here_trt = str(trt.__version__)
         built_trt = extra.get("tensorrt")
-        gpu = gpu_info(int(extra.get("gpu_index", 0) or 0) if index is None else index)
+        gpu = gpu_info(self._gpu_index(options.get("device")))
         problems = []
         if built_trt and built_trt != here_trt:
             problems.append(f"TensorRT {built_trt} (this machine has {here_trt})")
@@ -951,7 +949,7 @@ class TensorRTTarget(Target):
         sidecar = path.with_suffix(".json")
         if sidecar.is_file():
             meta = json.loads(sidecar.read_text())
-            self.check_artifact(meta, gpu_index)
+            self.check_artifact(meta, device=options.get("device"))
         cuda_prefer = options.get("cuda", "auto")
         set_current_device(gpu_index, cuda_prefer)  # TRT deserializes onto the current device
         runtime = trt.Runtime(_logger(trt))
