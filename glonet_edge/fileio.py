@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -113,7 +114,9 @@ def staged_directory(final: str | os.PathLike, keep_existing: bool = True) -> It
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.staging."))
+    prefix = _staging_prefix(final)
+    _remove_orphaned_stages(final.parent, f".{final.name}.staging.", prefix)
+    stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=prefix))
     try:
         if keep_existing and final.is_dir():
             shutil.rmtree(stage)
@@ -124,6 +127,41 @@ def staged_directory(final: str | os.PathLike, keep_existing: bool = True) -> It
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+def _staging_prefix(final: Path) -> str:
+    # Host and pid in the name say whose staging dir it is, so a later write can tell one left
+    # by a killed process from one still being written (here, or on another host sharing the
+    # filesystem).
+    host = "".join(c if c.isalnum() or c == "-" else "_" for c in socket.gethostname()) or "host"
+    return f".{final.name}.staging.{host}.{os.getpid()}."
+
+
+def _remove_orphaned_stages(parent: Path, stem: str, own_prefix: str) -> None:
+    """Delete staging dirs that this host's dead processes left behind (SIGKILL, power loss);
+    those of live processes and of other hosts are left alone."""
+    host_prefix = own_prefix.rsplit(".", 2)[0] + "."  # ".NAME.staging.HOST."
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(host_prefix):
+            continue
+        pid = entry.name[len(host_prefix):].split(".", 1)[0]
+        if not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists but not ours, or not a valid pid to probe: leave its files alone
+    return True
 
 
 def _refuse_escaping_symlinks(stage: Path, final: Path) -> None:

@@ -104,3 +104,31 @@ def test_bad_arguments_are_config_errors(fc_run, tmp_path, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         export_bundle(fc_run, tmp_path / "b", progress=False, **kwargs)
     assert not (tmp_path / "b").exists()
+
+
+def test_a_new_staged_write_removes_only_orphans_of_dead_processes(tmp_path):
+    """A staging dir left by a killed process (same host, dead pid) is removed by the next
+    write; a live process's, another host's and an unrecognised one are left alone."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from glonet_edge.fileio import staged_directory
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(dead.stdout)
+    host = "".join(c if c.isalnum() or c == "-" else "_" for c in socket.gethostname())
+    final = tmp_path / "bundle"
+    orphan = tmp_path / f".bundle.staging.{host}.{dead_pid}.abc"
+    live = tmp_path / f".bundle.staging.{host}.{os.getppid()}.def"
+    other_host = tmp_path / f".bundle.staging.otherhost.{dead_pid}.ghi"
+    other_name = tmp_path / f".bundle2.staging.{host}.{dead_pid}.jkl"
+    for d in (orphan, live, other_host, other_name):
+        (d / "onnx").mkdir(parents=True)
+    with staged_directory(final) as stage:
+        (stage / "manifest.json").write_text("{}")
+    assert (final / "manifest.json").is_file()
+    assert not orphan.exists()
+    assert live.exists() and other_host.exists() and other_name.exists()

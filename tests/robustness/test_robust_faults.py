@@ -371,8 +371,9 @@ def test_cli_export_interrupted_by_a_signal(fc_run, previous, tmp_path, x_val, o
         assert proc.returncode == -signal.SIGKILL
         stale = leftovers(bundle.parent)
         assert stale and all(".staging." in s for s in stale)  # SIGKILL cannot clean up...
-        export_bundle(fc_run, bundle, depths="all", progress=False)  # ...and it does not break the next run
+        export_bundle(fc_run, bundle, depths="all", progress=False)  # ...the next run does, and works
         bundle_serves(bundle, x_val, ort_reference)
+        assert leftovers(bundle.parent) == []
     count("faults_survived", f"CLI export: {sig} mid-export")
 
 
