@@ -13,7 +13,11 @@ each, their ratio, and the per-depth MACs (latency should grow as the MACs do).
 
 Depth switch: `set_depth(k)` to a random other depth, then one `infer`; the switch cost is
 that call's latency minus the steady-state p50 of depth k (all depths are loaded and warmed
-at open, so a switch should cost nothing but noise). p50/p99 over `--switches` switches.
+at open, so a switch should cost nothing but noise). p50/p99 over `--switches` switches, in
+`--switch-rounds` rounds (different random sequences): the reported p99 is the median
+round's, and the worst round's p99 is reported next to it. On a shared VM one stall of the
+whole machine (tens of ms) lands in a round's tail now and then; it is kept visible, not
+allowed to stand for what a switch costs.
 
 OpenVINO's own `benchmark_app` on the same IR is run as an external reference when it is on
 PATH (it ships with the openvino wheel).
@@ -48,7 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batches", type=int_list, default=[1, 8, 32], help="batch sweep (default 1,8,32)")
     p.add_argument("--iterations", type=int, default=200, help="timed calls per depth and batch (default 200)")
     p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--switches", type=int, default=300, help="random depth switches timed (default 300)")
+    p.add_argument("--switches", type=int, default=300, help="random depth switches timed per round (default 300)")
+    p.add_argument("--switch-rounds", type=int, default=3, help="rounds of --switches switches (default 3)")
     p.add_argument("--cnn-depth", type=int, default=9, help="depth of the CNN family built without --bundle")
     p.add_argument("--threads", type=int, default=1, help="engine threads (default 1: stable on shared machines)")
     p.add_argument("--no-benchmark-app", action="store_true", help="skip OpenVINO's benchmark_app reference")
@@ -126,6 +131,15 @@ def measure_switches(rt: Any, x: Any, steady_p50: dict[int, float], switches: in
             "switch_extra_p50_ms": _p(extra_ms, 0.5), "switch_extra_p99_ms": _p(extra_ms, 0.99)}
 
 
+def switch_rounds(rt: Any, x: Any, steady_p50: dict[int, float], switches: int, rounds: int) -> dict[str, Any]:
+    """measure_switches `rounds` times; the median round by p99, plus every round's p99."""
+    results = sorted((measure_switches(rt, x, steady_p50, switches, seed=i) for i in range(max(rounds, 1))),
+                     key=lambda r: r["switch_extra_p99_ms"])
+    return {**results[len(results) // 2], "rounds": len(results),
+            "switch_extra_p99_ms_worst_round": results[-1]["switch_extra_p99_ms"],
+            "switch_extra_p99_ms_by_round": [r["switch_extra_p99_ms"] for r in results]}
+
+
 def benchmark_app_ms(ir: Path, shape: list[int], threads: int) -> float | None:
     """Median latency from OpenVINO's benchmark_app on the same IR, or None if unavailable."""
     exe = shutil.which("benchmark_app")
@@ -191,7 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 x1 = rng.random((1, *manifest.input_shape), dtype=np.float32) * 255
                 if steady:
                     switch_rows.append({"target": target, "precision": precision,
-                                        **measure_switches(rt, x1, steady, args.switches)})
+                                        **switch_rounds(rt, x1, steady, args.switches, args.switch_rounds)})
     if not rows:
         from ..errors import ConfigError
 
@@ -267,5 +281,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     rows = [{**s, **{k: v for sw in result["switch"] if (sw["target"], sw["precision"]) == (s["target"], s["precision"])
-                     for k, v in sw.items() if k == "switch_extra_p99_ms"}} for s in result["summary"]]
+                     for k, v in sw.items() if k in ("switch_extra_p99_ms", "switch_extra_p99_ms_worst_round")}}
+            for s in result["summary"]]
     return rows, "runtime overhead over the raw engine (batch 1) and depth-switch cost"
