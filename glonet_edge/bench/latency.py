@@ -233,7 +233,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         first = min(sel, key=lambda r: r["depth"])
         summary.append({"target": target, "precision": precision,
                         "median_overhead_pct": 100 * (statistics.median(r["overhead_ratio"] for r in sel) - 1),
+                        # one call at every depth of the family, through the runtime vs raw
+                        "family_overhead_pct": 100 * (sum(r["runtime_ms"] for r in sel)
+                                                      / sum(r["raw_engine_ms"] for r in sel) - 1),
                         "max_overhead_pct": 100 * (max(r["overhead_ratio"] for r in sel) - 1),
+                        "max_overhead_depth": max(sel, key=lambda r: r["overhead_ratio"])["depth"],
                         "full_depth_ms": full["runtime_ms"],
                         "latency_ratio_full_vs_first": full["runtime_ms"] / first["runtime_ms"],
                         "macs_ratio_full_vs_first": full["macs"] / first["macs"]})

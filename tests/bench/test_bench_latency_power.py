@@ -23,6 +23,11 @@ def test_latency_suite_rows_match_the_contract(fc_served_bundle, tmp_path):
         assert {"model", "target", "precision", "depth", "batch", "runtime_ms", "raw_engine_ms"} <= set(r)
         assert r["runtime_ms"] > 0 and r["raw_engine_ms"] > 0
         assert r["overhead_ratio"] == pytest.approx(r["runtime_ms"] / r["raw_engine_ms"])
+    (summary,) = result["summary"]
+    b1 = [r for r in rows if r["batch"] == 1]
+    assert summary["family_overhead_pct"] == pytest.approx(
+        100 * (sum(r["runtime_ms"] for r in b1) / sum(r["raw_engine_ms"] for r in b1) - 1))
+    assert summary["max_overhead_pct"] == pytest.approx(100 * (max(r["overhead_ratio"] for r in b1) - 1))
     (sw,) = result["switch"]
     assert sw["switches"] == 20 and sw["rounds"] == 3
     # The reported p99 is the median round's; the worst round stays visible.
