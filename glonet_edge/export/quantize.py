@@ -339,23 +339,10 @@ def estimators(method: str = "percentile", percentile: float = 99.99, search: bo
     return out
 
 
-def family_ranges(graphs: list[tuple[Any, dict[str, str]]], cal: Calibration, input_name: str = "x",
-                  method: str = "percentile", percentile: float = 99.99, bins: int = 2048) -> dict[str, tuple[float, float]]:
-    """Calibration ranges {key: (low, high)} for every distinct float tensor of the merged family.
-
-    minmax: exact min / max (ORT MinMax semantics, one pass).
-    percentile: a second pass builds a `bins`-bin histogram of |v| per tensor and takes the
-    (1 - (100 - p) / 200) quantile as the range (ORT Percentile semantics, CalibPercentile=p), so
-    a few outliers no longer set the int8 step for the bulk of the values."""
-    if method not in CALIBRATION_METHODS:
-        raise ConfigError(f"unknown calibration method {method!r}; use one of {', '.join(CALIBRATION_METHODS)}")
-    est: Estimator = ("minmax", 100.0) if method == "minmax" else ("percentile", float(percentile))
-    return family_range_sets(graphs, cal, input_name, [est], bins)[est]
-
-
 def family_range_sets(graphs: list[tuple[Any, dict[str, str]]], cal: Calibration, input_name: str = "x",
                       ests: list[Estimator] | None = None, bins: int = 2048) -> dict[Estimator, dict[str, tuple[float, float]]]:
-    """family_ranges for several estimators from the same passes: {estimator: {key: (low, high)}}.
+    """Calibration ranges {estimator: {key: (low, high)}} for every distinct float tensor of the
+    merged family, for several estimators from the same passes.
     Every percentile is read off one histogram per tensor, so searching estimators costs no
     extra pass over the calibration data."""
     ests = list(ests or [("percentile", 99.99)])
@@ -732,12 +719,18 @@ class AccuracyCheck:
         failures: list[str] = []
         violation = 0.0
         for engine in self.engines:
-            if engine == "onnxruntime":
-                s = evaluate(path, self.cal, self.input_name)
-                y = predict(path, {self.input_name: self.cal.x_val})[-1]
-            else:
-                y = _openvino_outputs(path, self.cal.x_val, self.input_name)
-                s = float(score(self.cal.task, y, self.cal.y_val))
+            try:
+                if engine == "onnxruntime":
+                    s = evaluate(path, self.cal, self.input_name)
+                    y = predict(path, {self.input_name: self.cal.x_val})[-1]
+                else:
+                    y = _openvino_outputs(path, self.cal.x_val, self.input_name)
+                    s = float(score(self.cal.task, y, self.cal.y_val))
+            except Exception as exc:  # one candidate an engine cannot load fails, not the whole run
+                results[engine] = {"score": None, "agreement": None}
+                failures.append(f"{engine}: cannot run this graph ({type(exc).__name__}: {str(exc)[:200]})")
+                violation += 1.0
+                continue
             a = self.agreement(y)
             results[engine] = {"score": s, "agreement": a}
             if self.fp32 - s > self.max_drop + 1e-12:

@@ -99,6 +99,21 @@ def test_agreement_below_the_floor_falls_back_then_rejects(bundle, monkeypatch):
     assert max(a["float_layers"] for a in row["attempts"]) == budget
 
 
+def test_an_engine_that_cannot_run_a_graph_rejects_the_depth_not_the_run(bundle, monkeypatch):
+    pytest.importorskip("openvino")
+
+    def broken(*a, **k):
+        raise RuntimeError("simulated OpenVINO compile failure")
+
+    monkeypatch.setattr(Q, "_openvino_outputs", broken)
+    result = Q.quantize_bundle(bundle, calib_size=128, depths=[4], progress=False, engines="onnxruntime,openvino",
+                               range_search=False, max_float_fraction=0.0)
+    (row,) = result["depths"]
+    e = BundleManifest.load(bundle).depth(4)
+    assert row["status"] == "rejected" and "openvino: cannot run this graph" in e.rejected["int8"]
+    assert e.artifact("onnx", "int8") is None
+
+
 def test_no_search_and_no_fallback_is_the_plain_recipe(bundle, monkeypatch):
     real = Q.AccuracyCheck.agreement
     monkeypatch.setattr(Q.AccuracyCheck, "agreement", lambda self, y: min(real(self, y), 0.9))
