@@ -18,8 +18,9 @@ digits' 359 held-out samples). `--grad-clip 5` (what `glonet train` uses) is wor
 it rescues residual-fc on digits, which says the collapse comes from the residual stream
 exploding at initialisation (its output std grows ~1.2x per block), not from depth as such.
 
-A run whose loss turns NaN/Inf is recorded as diverged, scored as a constant predictor of the
-most frequent class (what a NaN network's argmax amounts to). The second curve is GloNet's
+A run whose loss turns NaN/Inf is recorded as diverged and scored as the best constant
+predictor, the most frequent class (a diverged network answers a constant; this is an upper
+bound on what it would score). The second curve is GloNet's
 tunable precision: the score at every cut k of the deepest GloNet trained, from its
 score_by_depth (one forward pass, no retraining).
 

@@ -133,11 +133,15 @@ def measure_switches(rt: Any, x: Any, steady_p50: dict[int, float], switches: in
 
 def switch_rounds(rt: Any, x: Any, steady_p50: dict[int, float], switches: int, rounds: int) -> dict[str, Any]:
     """measure_switches `rounds` times; the median round by p99, plus every round's p99."""
-    results = sorted((measure_switches(rt, x, steady_p50, switches, seed=i) for i in range(max(rounds, 1))),
-                     key=lambda r: r["switch_extra_p99_ms"])
-    return {**results[len(results) // 2], "rounds": len(results),
-            "switch_extra_p99_ms_worst_round": results[-1]["switch_extra_p99_ms"],
-            "switch_extra_p99_ms_by_round": [r["switch_extra_p99_ms"] for r in results]}
+    if rounds < 1:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--switch-rounds must be >= 1, got {rounds}")
+    in_order = [measure_switches(rt, x, steady_p50, switches, seed=i) for i in range(rounds)]
+    ranked = sorted(in_order, key=lambda r: r["switch_extra_p99_ms"])
+    return {**ranked[len(ranked) // 2], "rounds": rounds,
+            "switch_extra_p99_ms_worst_round": ranked[-1]["switch_extra_p99_ms"],
+            "switch_extra_p99_ms_by_round": [r["switch_extra_p99_ms"] for r in in_order]}
 
 
 def benchmark_app_ms(ir: Path, shape: list[int], threads: int) -> float | None:

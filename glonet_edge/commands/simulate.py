@@ -12,8 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..runtime.power.trace import shipped_traces
 from ._output import add_json_flag, emit
+
+# Shipped trace names for --help without importing the runtime (every command's start-up pays it).
+SHIPPED = ", ".join(sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "traces").glob("*.csv")))
 
 
 
@@ -25,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "power-aware, full-depth and min-depth. Results go to DIR/simulate.json and "
                     "DIR/simulate.png.")
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory (only its manifest.json is read)")
-    p.add_argument("--trace", required=True, metavar="TRACE", help=f"power trace CSV, or a shipped trace name: {', '.join(shipped_traces())}")
+    p.add_argument("--trace", required=True, metavar="TRACE", help=f"power trace CSV, or a shipped trace name: {SHIPPED}")
     p.add_argument("--battery-wh", type=float, default=None, metavar="WH",
                    help="simulate a battery of this capacity (Wh) draining with the policy's own "
                         "consumption, and report inferences per charge")

@@ -12,7 +12,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a GloNet (or a baseline) and write RUN/{config.json,model.safetensors,metrics.json}",
                        description="Train a model from the registry. Runs on one process, or data-parallel under "
                                    "`torchrun --nproc_per_node N -m glonet_edge train ...` (gloo on CPU, nccl on GPU).")
-    p.add_argument("--model", default="glonet-fc", help="registry name: glonet-fc, glonet-cnn, glonet-vit, resnet-fc, resnet-cnn, plain-fc")
+    p.add_argument("--model", default="glonet-fc", help="registry name: glonet-fc, glonet-cnn, glonet-vit, resnet-fc, resnet-cnn, residual-fc, plain-fc")
     p.add_argument("--depth", type=int, default=32, help="number of blocks L (cnn: a multiple of 3)")
     p.add_argument("--width", type=int, default=32, help="hidden width (fc) or token dim (vit); cnn uses 16/32/64")
     p.add_argument("--dataset", default="digits", help="digits | diabetes | path/to/data.npz (X, y) | CIFAR-10 binary directory")

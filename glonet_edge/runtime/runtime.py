@@ -215,7 +215,7 @@ class Runtime:
                     raise ConfigError(f"input cannot be converted to a numpy array: {exc}") from exc
             if x.dtype.kind not in "biuf":  # complex, timedelta, strings, objects would cast lossily
                 raise ConfigError(f"input must be real numbers (bool, int or float), got dtype {x.dtype}")
-        if x.ndim != len(self._input_shape) + 1 or tuple(x.shape[1:]) != self._input_shape:
+        if x.ndim != self._input_rank or tuple(x.shape[1:]) != self._input_shape:
             raise ConfigError(f"input has shape {x.shape}, this bundle expects (batch, "
                               f"{', '.join(map(str, self._input_shape))}); add a batch axis or reshape")
         if x.shape[0] == 0:

@@ -31,7 +31,7 @@ def test_latency_suite_rows_match_the_contract(fc_served_bundle, tmp_path):
     (sw,) = result["switch"]
     assert sw["switches"] == 20 and sw["rounds"] == 3
     # The reported p99 is the median round's; the worst round stays visible.
-    assert sw["switch_extra_p99_ms"] == sorted(sw["switch_extra_p99_ms_by_round"])[1]
+    assert sw["switch_extra_p99_ms"] == sorted(sw["switch_extra_p99_ms_by_round"])[1]  # rounds kept in order
     assert sw["switch_extra_p99_ms_worst_round"] == max(sw["switch_extra_p99_ms_by_round"])
     assert (out / "latency.png").stat().st_size > 0 and (out / "latency.md").is_file()
 
