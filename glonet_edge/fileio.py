@@ -114,9 +114,10 @@ def staged_directory(final: str | os.PathLike, keep_existing: bool = True) -> It
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    prefix = _staging_prefix(final)
-    _remove_orphaned_stages(final.parent, f".{final.name}.staging.", prefix)
-    stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=prefix))
+    host_prefix = f".{final.name}.staging.{_host_tag()}."
+    _remove_orphaned_stages(final.parent, host_prefix)
+    stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f"{host_prefix}{os.getpid()}."))
+    lock = _hold_stage_lock(stage)
     try:
         if keep_existing and final.is_dir():
             shutil.rmtree(stage)
@@ -127,41 +128,63 @@ def staged_directory(final: str | os.PathLike, keep_existing: bool = True) -> It
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    finally:
+        _release_stage_lock(stage, lock)
 
 
-def _staging_prefix(final: Path) -> str:
-    # Host and pid in the name say whose staging dir it is, so a later write can tell one left
-    # by a killed process from one still being written (here, or on another host sharing the
-    # filesystem).
-    host = "".join(c if c.isalnum() or c == "-" else "_" for c in socket.gethostname()) or "host"
-    return f".{final.name}.staging.{host}.{os.getpid()}."
+# A staging dir is named .NAME.staging.HOST.PID.* and its writer holds an flock on the sibling
+# file <stage>.lock while it writes. A later write removes a staging dir only when that lock is
+# free: the writer is gone (killed, power loss). A live writer is never touched, even one in
+# another PID namespace with the same host name; other hosts' dirs are not even looked at.
+def _host_tag() -> str:
+    return "".join(c if c.isalnum() or c == "-" else "_" for c in socket.gethostname()) or "host"
 
 
-def _remove_orphaned_stages(parent: Path, stem: str, own_prefix: str) -> None:
-    """Delete staging dirs that this host's dead processes left behind (SIGKILL, power loss);
-    those of live processes and of other hosts are left alone."""
-    host_prefix = own_prefix.rsplit(".", 2)[0] + "."  # ".NAME.staging.HOST."
+def _hold_stage_lock(stage: Path) -> int | None:
     try:
+        import fcntl
+    except ImportError:  # no flock (Windows): nothing is ever cleaned up, nothing is at risk
+        return None
+    fd = os.open(f"{stage}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _release_stage_lock(stage: Path, fd: int | None) -> None:
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(f"{stage}.lock")
+    os.close(fd)
+
+
+def _remove_orphaned_stages(parent: Path, host_prefix: str) -> None:
+    """Delete this host's staging dirs (and their lock files) whose writer no longer holds the
+    lock. A dir without a lock file is left alone: nothing proves its writer is gone."""
+    try:
+        import fcntl
         entries = list(parent.iterdir())
-    except OSError:
+    except (ImportError, OSError):
         return
     for entry in entries:
-        if not entry.name.startswith(host_prefix):
+        if not entry.name.startswith(host_prefix) or entry.name.endswith(".lock"):
             continue
-        pid = entry.name[len(host_prefix):].split(".", 1)[0]
-        if not pid.isdigit() or _process_alive(int(pid)):
+        lock_path = f"{entry}.lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR)
+        except OSError:
             continue
-        shutil.rmtree(entry, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, OSError):
-        return True  # exists but not ours, or not a valid pid to probe: leave its files alone
-    return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: its writer is alive
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(entry, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.unlink(lock_path)
+        finally:
+            os.close(fd)
 
 
 def _refuse_escaping_symlinks(stage: Path, final: Path) -> None:

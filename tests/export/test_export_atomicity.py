@@ -106,29 +106,36 @@ def test_bad_arguments_are_config_errors(fc_run, tmp_path, kwargs, match):
     assert not (tmp_path / "b").exists()
 
 
-def test_a_new_staged_write_removes_only_orphans_of_dead_processes(tmp_path):
-    """A staging dir left by a killed process (same host, dead pid) is removed by the next
-    write; a live process's, another host's and an unrecognised one are left alone."""
+def test_a_new_staged_write_removes_only_orphans_of_dead_writers(tmp_path):
+    """A staging dir whose writer is gone (its lock file is free) is removed by the next write;
+    one whose lock is held (a live writer, whatever its pid namespace), one without a lock file,
+    another host's and another bundle's are left alone."""
+    import fcntl
     import os
     import socket
-    import subprocess
-    import sys
 
     from glonet_edge.fileio import staged_directory
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True)
-    dead_pid = int(dead.stdout)
     host = "".join(c if c.isalnum() or c == "-" else "_" for c in socket.gethostname())
     final = tmp_path / "bundle"
-    orphan = tmp_path / f".bundle.staging.{host}.{dead_pid}.abc"
-    live = tmp_path / f".bundle.staging.{host}.{os.getppid()}.def"
-    other_host = tmp_path / f".bundle.staging.otherhost.{dead_pid}.ghi"
-    other_name = tmp_path / f".bundle2.staging.{host}.{dead_pid}.jkl"
-    for d in (orphan, live, other_host, other_name):
+    orphan = tmp_path / f".bundle.staging.{host}.999999.abc"
+    live = tmp_path / f".bundle.staging.{host}.999998.def"
+    no_lock = tmp_path / f".bundle.staging.{host}.999997.ghi"
+    other_host = tmp_path / f".bundle.staging.otherhost.999996.jkl"
+    other_name = tmp_path / f".bundle2.staging.{host}.999995.mno"
+    for d in (orphan, live, no_lock, other_host, other_name):
         (d / "onnx").mkdir(parents=True)
-    with staged_directory(final) as stage:
-        (stage / "manifest.json").write_text("{}")
+        if d is not no_lock:
+            (tmp_path / f"{d.name}.lock").touch()
+    held = os.open(tmp_path / f"{live.name}.lock", os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)  # a separate open file: conflicts like another process would
+    try:
+        with staged_directory(final) as stage:
+            (stage / "manifest.json").write_text("{}")
+    finally:
+        os.close(held)
     assert (final / "manifest.json").is_file()
-    assert not orphan.exists()
-    assert live.exists() and other_host.exists() and other_name.exists()
+    assert not orphan.exists() and not (tmp_path / f"{orphan.name}.lock").exists()
+    assert live.exists() and no_lock.exists() and other_host.exists() and other_name.exists()
+    # and the write itself leaves no staging dir or lock file behind
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bundle.staging.") and str(os.getpid()) in p.name]
