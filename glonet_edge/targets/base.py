@@ -199,29 +199,43 @@ class Target(ABC):
 
 
 class RequestPool:
-    """A tiny pool of per-call engine contexts (OpenVINO InferRequests, TensorRT execution
-    contexts): a thread takes one, uses it, gives it back; new ones are made on demand, so
-    concurrency is bounded only by the number of calling threads."""
+    """A tiny pool of per-call engine contexts (TensorRT execution contexts with their buffers):
+    a thread takes one, uses it, gives it back; new ones are made on demand, so concurrency is
+    bounded only by the number of calling threads. Contexts the pool drops (the idle list is
+    full, or they come back after clear()) go to `dispose`, which frees what they hold."""
 
-    def __init__(self, factory: Callable[[], Any], max_idle: int = 16):
+    def __init__(self, factory: Callable[[], Any], max_idle: int = 16,
+                 dispose: Callable[[Any], None] | None = None):
         self._factory = factory
+        self._dispose = dispose or (lambda item: None)
         self._idle: list[Any] = []
         self._lock = threading.Lock()
         self._max_idle = max_idle
+        self._cleared = False
         self.created = 0
 
     def acquire(self) -> Any:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
+            self._cleared = False  # used again after clear(): contexts are made on demand
             self.created += 1
         return self._factory()
 
     def release(self, item: Any) -> None:
         with self._lock:
-            if len(self._idle) < self._max_idle:
+            if not self._cleared and len(self._idle) < self._max_idle:
                 self._idle.append(item)
+                return
+        self._dispose(item)
 
     def clear(self) -> None:
         with self._lock:
-            self._idle.clear()
+            self._cleared = True
+            idle, self._idle = self._idle, []
+        for item in idle:
+            self._dispose(item)
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)

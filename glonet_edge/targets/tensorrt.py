@@ -421,46 +421,6 @@ class _Slot:
         self.ctx = None  # the execution context is released with its last reference
 
 
-class _SlotPool(RequestPool):
-    """RequestPool whose dropped slots are closed: a slot released while the idle list is full,
-    or after the pool was closed, frees its buffers and stream; close() closes the idle ones."""
-
-    def __init__(self, factory: Callable[[], _Slot], max_idle: int = 16):
-        super().__init__(factory, max_idle)
-        self._slot_lock = threading.Lock()
-        self._slots: list[_Slot] = []  # idle slots, kept here (the base class's list stays empty)
-        self._limit = max_idle
-        self._closed = False
-
-    def acquire(self) -> _Slot:
-        with self._slot_lock:
-            if self._slots:
-                return self._slots.pop()
-            self._closed = False  # used again after close(): slots are made on demand
-        return super().acquire()
-
-    def release(self, item: _Slot) -> None:
-        with self._slot_lock:
-            if not self._closed and len(self._slots) < self._limit:
-                self._slots.append(item)
-                return
-        item.close()
-
-    def clear(self) -> None:
-        self.close()
-
-    def close(self) -> None:
-        with self._slot_lock:
-            self._closed = True
-            slots, self._slots = self._slots, []
-        for slot in slots:
-            slot.close()
-
-    @property
-    def idle(self) -> int:
-        return len(self._slots)
-
-
 class TrtCompiledModel(CompiledModel):
     target = "tensorrt"
 
@@ -480,7 +440,8 @@ class TrtCompiledModel(CompiledModel):
         ranges = [[tuple(int(d) for d in s) for s in self.profile_range(n)] for n in self.input_names]
         self.batch_min = max((lo[0] for lo, _, _ in ranges if lo), default=1)
         self.batch_max = min((hi[0] for _, _, hi in ranges if hi), default=1 << 30)
-        self._pool = _SlotPool(lambda: _Slot(engine, self.cuda, self.input_names, self.output_names))
+        self._pool = RequestPool(lambda: _Slot(engine, self.cuda, self.input_names, self.output_names),
+                                 dispose=_Slot.close)
         self._raw: _Slot | None = None
         self._lock = threading.Lock()
 
@@ -568,7 +529,7 @@ class TrtCompiledModel(CompiledModel):
     def close(self) -> None:
         """Free every idle slot's device buffers and stream (slots in use are freed when their
         run returns) and the raw slot's. Idempotent."""
-        self._pool.close()
+        self._pool.clear()
         with self._lock:
             raw, self._raw = self._raw, None
         if raw is not None:

@@ -22,6 +22,7 @@ from fake_tensorrt import HostCuda, make_fake_trt
 from glonet_edge.data import load_dataset
 from glonet_edge.errors import ArtifactError, ConfigError
 from glonet_edge.manifest import BundleManifest
+from glonet_edge.targets.base import RequestPool
 from glonet_edge.targets import get_target, load_artifact
 from glonet_edge.targets import tensorrt as T
 from glonet_edge.targets.compile import compile_bundle
@@ -360,7 +361,8 @@ def test_close_frees_buffers_and_streams(fake_trt, fc_bundle, tmp_path):
     model.close()
     assert not fake.memory and not fake.streams
     model.close()  # idempotent
-    pool = T._SlotPool(lambda: T._Slot(model.engine, model.cuda, model.input_names, model.output_names), max_idle=1)
+    pool = RequestPool(lambda: T._Slot(model.engine, model.cuda, model.input_names, model.output_names), max_idle=1,
+                       dispose=T._Slot.close)
     slots = [pool.acquire() for _ in range(3)]
     for s in slots:
         model._execute(s, {"x": x})
@@ -368,7 +370,7 @@ def test_close_frees_buffers_and_streams(fake_trt, fc_bundle, tmp_path):
         pool.release(s)
     assert pool.idle == 1 and [s.closed for s in slots] == [False, True, True]
     assert len(fake.streams) == 1
-    pool.close()
+    pool.clear()
     assert not fake.memory and not fake.streams
 
 
