@@ -348,26 +348,18 @@ def convert_fp16(src: str | Path, dst: str | Path) -> str:
         warnings.warn(f"fp16 conversion of {Path(src).name}: {clipped} constant value(s) beyond +-65504 were clipped "
                       "to the fp16 range; check accuracy (or use NVIDIA ModelOpt AutoCast, which keeps such "
                       "layers fp32)", RuntimeWarning, stacklevel=2)
+    # The graph keeps float32 inputs/outputs: a Cast at each end, the fp16 body renamed between.
     casts_in = []
     for inp in g.input:
         if inp.type.tensor_type.elem_type == TensorProto.FLOAT:
             new = f"{inp.name}__fp16"
-            for n in g.node:
-                for k, name in enumerate(n.input):
-                    if name == inp.name:
-                        n.input[k] = new
+            _rename_tensor(g, inp.name, new, producers=False)
             casts_in.append(helper.make_node("Cast", [inp.name], [new], to=TensorProto.FLOAT16, name=f"cast_in_{inp.name}"))
     casts_out = []
     for out in g.output:
         if out.type.tensor_type.elem_type == TensorProto.FLOAT:
             new = f"{out.name}__fp16"
-            for n in g.node:
-                for k, name in enumerate(n.output):
-                    if name == out.name:
-                        n.output[k] = new
-                for k, name in enumerate(n.input):
-                    if name == out.name:
-                        n.input[k] = new
+            _rename_tensor(g, out.name, new, producers=True)
             casts_out.append(helper.make_node("Cast", [new], [out.name], to=TensorProto.FLOAT, name=f"cast_out_{out.name}"))
     nodes = casts_in + list(g.node) + casts_out
     del g.node[:]
@@ -375,6 +367,16 @@ def convert_fp16(src: str | Path, dst: str | Path) -> str:
     del g.value_info[:]
     onnx.save(model, str(dst))
     return "glonet-edge"
+
+
+def _rename_tensor(g: Any, old: str, new: str, producers: bool) -> None:
+    """Point every node that reads `old` (and, with producers, the node that writes it) at `new`."""
+    for n in g.node:
+        fields = (n.input, n.output) if producers else (n.input,)
+        for names in fields:
+            for k, name in enumerate(names):
+                if name == old:
+                    names[k] = new
 
 
 # ---------------------------------------------------------------------------------------------
