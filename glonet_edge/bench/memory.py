@@ -1,6 +1,6 @@
 """`glonet bench memory [BUNDLE]`: what the depth family costs on disk and in RAM.
 
-Layouts of the same family of fp32 ONNX graphs (DESIGN.md "Segment chain"):
+Layouts of the same family of fp32 ONNX graphs (docs/architecture.md, "Segment chain"):
 - truncated graphs: one self-contained graph per depth; block i is stored in every graph
   deeper than i, so disk grows ~ quadratically with the number of exported depths;
 - shared weights: the same graphs with every distinct tensor stored once in one file;
@@ -46,12 +46,10 @@ def rss_bytes():
     return psutil.Process().memory_info().rss
 
 spec = json.loads(sys.argv[1])
-import onnxruntime as ort
-so = ort.SessionOptions()
-so.intra_op_num_threads = 1
-so.inter_op_num_threads = 1
+import onnxruntime
+from glonet_edge.compare import cpu_session
 before = rss_bytes()
-sessions = [ort.InferenceSession(p, so, providers=["CPUExecutionProvider"]) for p in spec["paths"]]
+sessions = [cpu_session(p, threads=1, spin=True) for p in spec["paths"]]
 feeds = {spec["input"]: np.zeros([1] + spec["shape"], np.float32)}
 for i, sess in enumerate(sessions):
     outs = sess.run(None, feeds)

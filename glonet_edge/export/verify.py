@@ -16,32 +16,11 @@ from typing import Sequence
 
 import numpy as np
 
+from ..compare import cpu_session, max_abs_error, tolerance
 from ..data import score
 from ..errors import ArtifactError
 from ..manifest import SegmentEntry
-
-ABS_TOL = 1e-4
-
-
-def ort_session(path: Path, threads: int = 0):
-    """A CPU session that does not spin: export shares the machine with other work."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def tolerance(task: str, reference: np.ndarray) -> float:
-    """1e-4 absolute on logits. Regression graphs return targets in their own units (e.g.
-    diabetes progression ~25..350), where float32 rounding alone exceeds 1e-4: there the
-    bound is 1e-4 relative to the largest reference magnitude (never below 1e-4)."""
-    if task == "regression" and reference.size:
-        return ABS_TOL * max(1.0, float(np.max(np.abs(reference))))
-    return ABS_TOL
+from ..progress import progress_bar
 
 
 @dataclass
@@ -63,16 +42,17 @@ def verify_family(task: str, x: np.ndarray, y: np.ndarray, reference: Sequence[n
     Raises ArtifactError naming every graph or segment whose output is off by more than the
     tolerance; returns the measured scores and errors otherwise.
     """
-    from tqdm.auto import tqdm
-
-    depth_sessions = {d: ort_session(p) for d, p in sorted(graphs.items())}
-    chain = [(entry, ort_session(p)) for entry, p in segments]
+    depth_sessions = {d: cpu_session(p) for d, p in sorted(graphs.items())}
+    chain = [(entry, cpu_session(p)) for entry, p in segments]
     tol = {d: tolerance(task, reference[d - 1]) for d in {*graphs, *(e.end_depth for e, _ in segments)}}
     check = FamilyCheck(samples=len(x), tolerance=tol)
     outputs: dict[int, list[np.ndarray]] = {d: [] for d in depth_sessions}
     chain_vs_graph: dict[int, float] = {}
     starts = range(0, len(x), batch)
-    for lo in tqdm(starts, desc="verify", unit="batch", disable=not progress, leave=False):
+    bar = progress_bar(len(starts), "verify", "batch", enabled=progress)
+    for lo in starts:
+        if bar is not None:
+            bar.update(1)
         xb = x[lo:lo + batch]
         for d, sess in depth_sessions.items():
             out = sess.run(None, {"x": xb})[0]
@@ -95,6 +75,8 @@ def verify_family(task: str, x: np.ndarray, y: np.ndarray, reference: Sequence[n
                  for d, e in check.segment_err.items() if not e <= tol[d]]
     failures += [f"segment chain to depth {d} differs from the depth-{d} graph by {e:.3g} > {tol[d]:.3g}"
                  for d, e in chain_vs_graph.items() if not e <= tol[d]]
+    if bar is not None:
+        bar.close()
     if failures:
         raise ArtifactError("exported ONNX does not reproduce the checkpoint on held-out data "
                             "(an exporter bug or an unsupported op): " + "; ".join(failures))
@@ -105,8 +87,7 @@ def verify_family(task: str, x: np.ndarray, y: np.ndarray, reference: Sequence[n
 def _track(worst: dict[int, float], d: int, got: np.ndarray, want: np.ndarray) -> None:
     """worst[d] = max |got - want| so far; NaN sticks (max() would drop it), and
     `not e <= tol` above then reports it."""
-    diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
-    err = float("nan") if np.isnan(diff).any() else float(diff.max(initial=0.0))
+    err = max_abs_error(got, want)
     prev = worst.get(d, 0.0)
     worst[d] = float("nan") if math.isnan(prev) or math.isnan(err) else max(prev, err)
 
