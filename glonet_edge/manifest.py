@@ -321,6 +321,8 @@ class BundleManifest:
     @classmethod
     def load(cls, bundle_dir: str | Path) -> "BundleManifest":
         bundle_dir = Path(bundle_dir)
+        if bundle_dir.is_file():
+            raise ArtifactError(f"{bundle_dir} is a file, not a bundle; pass the directory that holds {MANIFEST_NAME}.")
         if not bundle_dir.is_dir():
             raise ArtifactError(f"bundle directory {bundle_dir} does not exist; create it with `glonet export RUN --out {bundle_dir}`.")
         return cls.from_json(read_json(bundle_dir / MANIFEST_NAME, "bundle manifest"))
