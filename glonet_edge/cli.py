@@ -22,7 +22,7 @@ EXTRA_OF_MODULE = {
 }
 
 COMMANDS = ("train", "export", "quantize", "compile", "profile", "run", "simulate", "bench",
-            "inspect", "explain", "report", "pipeline", "demo")
+            "inspect", "doctor", "explain", "report", "pipeline", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
