@@ -19,7 +19,6 @@ from .fileio import atomic_write_json, confined_path, read_json, sha256_file
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def _expect(cond: bool, msg: str) -> None:
