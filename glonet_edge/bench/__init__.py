@@ -9,9 +9,10 @@ A suite is a module in this package with
     table(result) -> (rows, title)               optional: what the console shows instead of
                                                   result["rows"]
 
-and the command writes the result to DIR/<stem>.json, where <stem> is the suite name with
-"-" replaced by "_" (`train-speed` -> `train_speed.json`, a DESIGN.md contract). Modules
-import only the standard library at top level, so building the CLI parser stays instant.
+and the command writes the result to DIR/<stem>.json (`result_json`: one line per row), where
+<stem> is the suite name with "-" replaced by "_" (`train-speed` -> `train_speed.json`;
+docs/architecture.md, "File contracts"). Modules import only the standard library at top
+level, so building the CLI parser stays instant.
 
 To add a suite, drop its module here and name it in SUITES (or call `register_suite`).
 `latency` and `power` are listed already: they appear in the CLI as soon as their module

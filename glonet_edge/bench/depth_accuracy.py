@@ -45,7 +45,7 @@ from . import int_list, seed_list
 HELP = "held-out score vs depth of glonet-fc and the paper's baselines, and GloNet's score at every cut"
 DEFAULT_DEPTHS = [2, 4, 8, 16, 32, 64, 128, 200]
 DEFAULT_MODELS = ["glonet-fc", "residual-fc", "resnet-fc", "plain-fc"]
-# Paper, reference fc on MNIST, score at cut k = 1..8 (DESIGN.md section 1).
+# The GloNet paper's reference fc on MNIST: score at cut k = 1..8, as the paper reports it.
 PAPER_CUTS = [0.216, 0.564, 0.755, 0.884, 0.934, 0.950, 0.951, 0.953]
 
 
@@ -82,9 +82,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from ..data import load_dataset
     from ..errors import ConfigError
+    from ..report.environment import environment
     from ..train.models import ModelConfig, create_model
     from ..train.trainer import TrainingDiverged, TrainSettings, train_model
-    from .summary import environment
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if not m.endswith("-fc")]
@@ -188,7 +188,7 @@ def table(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
 
 
 def plot(result: dict[str, Any], path: Path) -> bytes:
-    from .plots import depth_axis, finish, new_figure, plain_log
+    from ..report.plots import depth_axis, finish, new_figure, plain_log
 
     fig, (ax, ax_cut) = new_figure(2, width=5.2)
     for name, points in result["curves"].items():
@@ -215,7 +215,8 @@ def plot(result: dict[str, Any], path: Path) -> bytes:
 
 
 def write_summary(result: dict[str, Any], path: Path) -> None:
-    from .summary import environment_line, markdown_table, write_markdown
+    from ..report.environment import environment_line
+    from .summary import markdown_table, write_markdown
 
     rows, _ = table(result)
     lines = []

@@ -166,10 +166,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
     from ..manifest import BundleManifest
+    from ..report.environment import environment
+    from ..report.plots import depth_axis, finish, new_figure
     from ..runtime import Runtime
     from ..targets import get_target
-    from .plots import depth_axis, finish, new_figure
-    from .summary import environment, markdown_table, write_markdown
+    from .summary import markdown_table, write_markdown
 
     out = Path(args.out)
     bundle = Path(args.bundle) if args.bundle else None

@@ -73,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..errors import ConfigError
     from ..manifest import BundleManifest
-    from .summary import environment
+    from ..report.environment import environment
 
     if args.repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {args.repeats}")
@@ -216,7 +216,7 @@ def table(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
 
 
 def plot(result: dict[str, Any], path: Path) -> bytes:
-    from .plots import finish, new_figure
+    from ..report.plots import finish, new_figure
 
     names = [r["layout"] for r in result["rows"]]
     fig, (ax_disk, ax_rss) = new_figure(2, width=5.4, height=4.2)
@@ -231,7 +231,8 @@ def plot(result: dict[str, Any], path: Path) -> bytes:
 
 
 def write_summary(result: dict[str, Any], path: Path) -> None:
-    from .summary import environment_line, markdown_table, write_markdown
+    from ..report.environment import environment_line
+    from .summary import markdown_table, write_markdown
 
     write_markdown(path, f"memory: depth family of {result['model']} depth {result['model_depth']}", [
         f"`{result['command']}`" if result["command"] else "",

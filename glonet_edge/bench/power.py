@@ -34,9 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from ..report.environment import environment
     from ..runtime.policy import DEFAULT_COST_MODEL
     from ..runtime.simulate import simulate_bundle
-    from .summary import environment, markdown_table, write_markdown
+    from .summary import markdown_table, write_markdown
 
     out = Path(args.out)
     bundle = Path(args.bundle) if args.bundle else None

@@ -52,9 +52,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from ..errors import ConfigError
+    from ..report.environment import environment
+    from ..report.plots import depth_axis, finish, new_figure
     from ..train.models import ModelConfig, create_model, params_and_macs
-    from .plots import depth_axis, finish, new_figure
-    from .summary import environment, markdown_table, write_markdown
+    from .summary import markdown_table, write_markdown
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda but no CUDA GPU is visible; use --device cpu")

@@ -94,9 +94,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from ..data import load_dataset
+    from ..report.environment import environment
     from ..train.models import ModelConfig, create_model
     from ..train.trainer import TrainSettings, train_model
-    from .summary import environment
 
     depths = args.depths or DEFAULT_DEPTHS[args.family]
     _check(args, depths)
@@ -172,7 +172,7 @@ def table(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
 
 
 def plot(result: dict[str, Any], path: Path) -> bytes:
-    from .plots import depth_axis, finish, new_figure, plain_log
+    from ..report.plots import depth_axis, finish, new_figure, plain_log
 
     glonet, resnet = result["models"]
     fig, (ax, ax_ratio) = new_figure(2, width=5.2)
@@ -198,7 +198,8 @@ def plot(result: dict[str, Any], path: Path) -> bytes:
 
 
 def write_summary(result: dict[str, Any], path: Path) -> None:
-    from .summary import environment_line, markdown_table, write_markdown
+    from ..report.environment import environment_line
+    from .summary import markdown_table, write_markdown
 
     glonet, resnet = result["models"]
     verdict = result["target"]
