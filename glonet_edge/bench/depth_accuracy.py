@@ -233,8 +233,7 @@ def plot(result: dict[str, Any], path: Path) -> bytes:
 
 
 def write_summary(result: dict[str, Any], path: Path) -> None:
-    from ..report.environment import environment_line
-    from .summary import markdown_table, write_markdown
+    from .summary import markdown_table, write_result_markdown
 
     rows, _ = table(result)
     lines = []
@@ -257,9 +256,7 @@ def write_summary(result: dict[str, Any], path: Path) -> None:
         cut_table = (f"Tunable precision, glonet-fc depth {curve['depth']} cut at k (paper MNIST k = 1..8: "
                      f"{', '.join(map(str, PAPER_CUTS))}):\n\n" + markdown_table(shown))
     diverged = [f"{r['model']} depth {r['depth']} seed {r['seed']}" for r in result["rows"] if r.get("diverged")]
-    write_markdown(path, f"depth-accuracy: score vs depth ({', '.join(result['models'])})", [
-        f"`{result['command']}`" if result["command"] else "",
-        environment_line(result["environment"]),
+    write_result_markdown(path, f"depth-accuracy: score vs depth ({', '.join(result['models'])})", result, [
         f"{result['dataset']}, width {result['width']}, {result['epochs']} epochs, batch {result['batch_size']}, "
         f"adam lr {result['lr']} ({result.get('schedule', 'cosine')}), gradient clip "
         f"{result.get('grad_clip') or 'none'}, GloNet cut loss {result['cut_loss']:g} (baselines: plain loss), "

@@ -34,3 +34,11 @@ def write_markdown(path: str | Path, title: str, sections: Sequence[str]) -> Pat
     text = "\n\n".join([f"# {title}", *[s.strip() for s in sections if s and s.strip()]]) + "\n"
     atomic_write_text(path, text)
     return Path(path)
+
+
+def write_result_markdown(path: str | Path, title: str, result: dict[str, Any], sections: Sequence[str]) -> Path:
+    """`write_markdown` led by the command that measured (when recorded) and where it ran."""
+    from ..report.environment import environment_line
+
+    command = f"`{result['command']}`" if result["command"] else ""
+    return write_markdown(path, title, [command, environment_line(result["environment"]), *sections])

@@ -198,8 +198,7 @@ def plot(result: dict[str, Any], path: Path) -> bytes:
 
 
 def write_summary(result: dict[str, Any], path: Path) -> None:
-    from ..report.environment import environment_line
-    from .summary import markdown_table, write_markdown
+    from .summary import markdown_table, write_result_markdown
 
     glonet, resnet = result["models"]
     verdict = result["target"]
@@ -208,9 +207,7 @@ def write_summary(result: dict[str, Any], path: Path) -> None:
     else:
         line = (f"Target (GloNet faster at every depth >= {verdict['min_depth']}): "
                 f"{'met' if verdict['met'] else 'NOT met'}; worst ratio {verdict['worst_ratio']:.3f}.")
-    write_markdown(path, f"train-speed: {glonet} vs {resnet}", [
-        f"`{result['command']}`" if result["command"] else "",
-        environment_line(result["environment"]),
+    write_result_markdown(path, f"train-speed: {glonet} vs {resnet}", result, [
         f"{result['dataset']} ({result['train_samples']} training rows), batch {result['batch_size']}, "
         f"{result['optimizer']} lr {result['lr']}, cut_loss 0, device {result['device']}; median of "
         f"{result['timed_epochs']} timed epochs after {result['warmup_epochs']} warm-up (training loop only).",
