@@ -46,6 +46,7 @@ HWMON_GLOB = "sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*"
 IIO_GLOB = "sys/bus/i2c/drivers/ina3221x/*/iio:device*"
 OC_HWMON_GLOB = "sys/class/hwmon/hwmon*"
 TOTAL_RAILS = ("VDD_IN", "POM_5V_IN")
+UNCONNECTED_LABELS = ("NC", "(null)", "")
 
 # Ids are bounded (\d{1,9}): int() of a 5000-digit garbage string raises ValueError, not a SensorError.
 _MODEL_RE = re.compile(r"^\s*<\s*POWER_MODEL\s+ID=(\d{1,9})\s+NAME=([^\s>]+)\s*>", re.MULTILINE)
@@ -65,6 +66,42 @@ def budget_from_mode_name(name: str) -> float | None:
     """"15W" → 15.0, "MODE_30W_4CORE" → 30.0, "MAXN"/"MAXN_SUPER" → None (uncapped)."""
     match = _BUDGET_RE.search(name)
     return float(match.group(1)) if match else None
+
+
+def hwmon_rails_w(d: Path) -> dict[str, float]:
+    """{label: W} of the measured channels 1-3 of one upstream-driver INA3221 (ina3221.rst).
+
+    A channel the device tree marks disconnected has `inN_enable` 0, no label, and its inputs
+    fail with ENODATA; one labelled "NC" is not connected (NVIDIA's convention, skipped by
+    jetson-stats too). A connected channel the device tree gave no label has no `inN_label`:
+    it is named after its chip and channel. in7 is the sum of shunt voltages, not a rail.
+    """
+    rails: dict[str, float] = {}
+    for n in (1, 2, 3):
+        if not (d / f"in{n}_input").exists() or optional_number(d / f"in{n}_enable") == 0:
+            continue
+        label = read_text(d / f"in{n}_label") if (d / f"in{n}_label").exists() else None
+        if label in UNCONNECTED_LABELS:
+            continue
+        volts_mv, amps_ma = read_number(d / f"in{n}_input"), read_number(d / f"curr{n}_input")
+        rails[label or f"{d.parent.parent.name} channel {n}"] = volts_mv * amps_ma / 1e6  # mV x mA = µW
+    return rails
+
+
+def iio_rails_w(d: Path) -> dict[str, float]:
+    """{rail_name: W} of one NVIDIA ina3221x iio device (JetPack 4). The driver prints a channel
+    the device tree names no rail for as "(null)": that channel is not connected."""
+    rails: dict[str, float] = {}
+    for label_file in sorted(d.glob("rail_name_[0-2]")):
+        label = read_text(label_file)
+        if label in UNCONNECTED_LABELS:
+            continue
+        n = label_file.name.rsplit("_", 1)[1]
+        power_mw = optional_number(d / f"in_power{n}_input")
+        if power_mw is None:
+            power_mw = read_number(d / f"in_voltage{n}_input") * read_number(d / f"in_current{n}_input") / 1e3
+        rails[label] = power_mw / 1e3
+    return rails
 
 
 class JetsonSource(PowerSource):
@@ -152,22 +189,9 @@ class JetsonSource(PowerSource):
         """{rail label: watts} from every INA3221 found, hwmon and legacy iio layouts alike."""
         rails: dict[str, float] = {}
         for d in self.glob(HWMON_GLOB):
-            for label_file in sorted(d.glob("in[1-3]_label")):
-                label = read_text(label_file)
-                if label == "NC":
-                    continue
-                n = label_file.name[2]
-                volts_mv = read_number(d / f"in{n}_input")
-                amps_ma = read_number(d / f"curr{n}_input")
-                rails[label] = volts_mv * amps_ma / 1e6
+            rails.update(hwmon_rails_w(d))
         for d in self.glob(IIO_GLOB):
-            for label_file in sorted(d.glob("rail_name_[0-9]")):
-                label = read_text(label_file)
-                n = label_file.name.rsplit("_", 1)[1]
-                power_mw = optional_number(d / f"in_power{n}_input")
-                if power_mw is None:
-                    power_mw = read_number(d / f"in_voltage{n}_input") * read_number(d / f"in_current{n}_input") / 1e3
-                rails[label] = power_mw / 1e3
+            rails.update(iio_rails_w(d))
         return rails
 
     @staticmethod
