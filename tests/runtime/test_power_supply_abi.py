@@ -189,7 +189,7 @@ def test_two_batteries_weighted_only_in_one_unit(tmp_path):
     acpi_battery(tmp_path, "BAT0", "Discharging", 80, None, energy_full=20_000_000)
     acpi_battery(tmp_path, "BAT1", "Discharging", 20, None, energy_full=60_000_000)
     assert PowerSupplySource(tmp_path).read().battery_pct == pytest.approx(35.0)  # (80x20 + 20x60) / 80
-    for name in ("energy_now", "energy_full", "energy_full_design"):  # BAT1 now reports charge (µAh)
+    for name in ("energy_now", "energy_full"):  # BAT1 now reports charge (µAh)
         (tmp_path / f"{PS}/BAT1/{name}").unlink()
     write_all(tmp_path, f"{PS}/BAT1", {"charge_now": 600_000, "charge_full": 3_000_000})
     assert PowerSupplySource(tmp_path).read().battery_pct == pytest.approx(50.0)  # µWh and µAh: plain mean

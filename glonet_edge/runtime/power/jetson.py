@@ -5,19 +5,26 @@ NVIDIA's tools, the kernel docs and jetson-stats):
 
 - Model: /proc/device-tree/model, a NUL-terminated string ("NVIDIA Jetson Orin Nano
   Developer Kit").
-- Power mode: /var/lib/nvpmodel/status holds the active mode id as "pmode:0002" (written by
-  `nvpmodel` itself); the names come from the conf's `< POWER_MODEL ID=2 NAME=15W >` lines and
-  the boot default from `< PM_CONFIG DEFAULT=2 >`. The conf is looked up in the order
-  NVIDIA's helper script uses: /odm/etc, /vendor/etc, /etc. Mode ids differ per board (Orin
-  Nano Super: 15W=0, 25W=1, MAXN_SUPER=2, 7W=3), so only the name is meaningful; the budget
-  in watts is parsed from it ("15W", "MODE_30W_4CORE"), MAXN means "no cap" (None).
+- Power mode: /var/lib/nvpmodel/status holds the active mode id as "pmode:0002": the user
+  data file `nvpmodel` stores the active mode in and answers `nvpmodel -q` from (its --help:
+  "-u ... user data file when set or query power mode"; "If user data file does not exist
+  ... set default mode instead"). jetson-stats runs `nvpmodel -q` itself. The names come from the
+  conf's `< POWER_MODEL ID=2 NAME=15W >` lines and the boot default from
+  `< PM_CONFIG DEFAULT=2 >`. The conf is looked up in the order NVIDIA's helper script uses:
+  /odm/etc, /vendor/etc, /etc. Mode ids differ per board (Orin Nano Super: 15W=0, 25W=1,
+  MAXN_SUPER=2, 7W=3), so only the name is meaningful; the budget in watts is parsed from it
+  ("15W", "MODE_30W_4CORE"), MAXN means "no cap" (None).
 - Rails, JetPack 5/6 (Orin, Xavier on L4T r34+): the upstream hwmon driver under
-  /sys/bus/i2c/drivers/ina3221/<bus-addr>/hwmon/hwmonN/ with in{1,2,3}_label, in{N}_input
-  (bus voltage, mV) and curr{N}_input (mA) (kernel Documentation/hwmon/ina3221.rst). A label
-  "NC" is an unconnected channel; in7 is the "sum of shunt voltages", not a rail.
-- Rails, JetPack 4 (Nano, TX1/TX2, Xavier on L4T r32): NVIDIA's iio driver under
-  /sys/bus/i2c/drivers/ina3221x/<bus-addr>/iio:deviceN/ with rail_name_N, in_power{N}_input
-  (mW), in_voltage{N}_input (mV), in_current{N}_input (mA).
+  /sys/bus/i2c/drivers/ina3221/<bus-addr>/hwmon/hwmonN/ (kernel Documentation/hwmon/ina3221.rst,
+  drivers/hwmon/ina3221.c): channels 1-3 with in{N}_input (bus voltage, mV), curr{N}_input
+  (mA), in{N}_enable and, when the device tree names it, in{N}_label. A channel the device
+  tree marks disconnected has in{N}_enable 0 and no label; one labelled "NC" is unconnected
+  (NVIDIA's labels; jetson-stats skips them). in4-6 are shunt voltages and in7 the "sum of
+  shunt voltages": not rails.
+- Rails, JetPack 4 (Nano, TX1/TX2, Xavier on L4T r32): NVIDIA's ina3221x iio driver under
+  /sys/bus/i2c/drivers/ina3221x/<bus-addr>/iio:deviceN/ with rail_name_N ("(null)" for a
+  channel the device tree names no rail for), in_power{N}_input (mW), in_voltage{N}_input (mV),
+  in_current{N}_input (mA).
 - Total power: the VDD_IN rail (Orin Nano/NX, Xavier NX, TX2) or POM_5V_IN (Nano), i.e. the
   module input as NVIDIA's docs and jetson-stats define it; boards without one (AGX Orin)
   report the sum of their rails, marked `power_total: "sum of rails"`.
