@@ -9,11 +9,9 @@
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 import threading
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +22,9 @@ from glonet_edge.errors import ArtifactError, ConfigError
 from glonet_edge.manifest import BundleManifest
 from glonet_edge.targets.base import RequestPool
 from glonet_edge.targets import get_target, load_artifact
-from glonet_edge.targets import tensorrt as T
+from glonet_edge.targets.tensorrt import cuda, device, fp16, library
+from glonet_edge.targets.tensorrt.engine import Slot
+from glonet_edge.targets.tensorrt.trtexec import shape_options, trtexec_command
 from glonet_edge.targets.compile import compile_bundle
 
 ORIN = {"gpu": "NVIDIA Jetson AGX Orin", "compute_capability": "8.7", "cuda_runtime": "12.6", "via": "test"}
@@ -35,12 +35,13 @@ def fake_trt(monkeypatch):
     def install(version, gpu=ORIN, **kw):
         fake = make_fake_trt(version, **kw)
         monkeypatch.setitem(sys.modules, "tensorrt", fake)
-        monkeypatch.setattr(T, "_LOGGER", None)
-        monkeypatch.setattr(T, "gpu_info", (lambda index=0: dict(gpu)) if isinstance(gpu, dict) else gpu)
-        monkeypatch.setattr(T, "cuda_backend", lambda index=0, prefer="auto": HostCuda(fake.memory, fake.streams,
-                                                                                          index, fake.events))
-        monkeypatch.setattr(T, "set_current_device", lambda index, prefer="auto": fake.events.append(("set_device", index)))
-        monkeypatch.setattr(T, "jetson_info", lambda path=None: {"l4t": "36.4.0", "jetpack": "6.x"})
+        monkeypatch.setattr(library, "_LOGGER", None)
+        monkeypatch.setattr(device, "gpu_info", (lambda index=0: dict(gpu)) if isinstance(gpu, dict) else gpu)
+        monkeypatch.setattr(cuda, "cuda_backend", lambda index=0, prefer="auto": HostCuda(fake.memory, fake.streams,
+                                                                                             index, fake.events))
+        monkeypatch.setattr(cuda, "set_current_device",
+                            lambda index, prefer="auto": fake.events.append(("set_device", index)))
+        monkeypatch.setattr(device, "jetson_info", lambda path=None: {"l4t": "36.4.0", "jetpack": "6.x"})
         return fake
 
     return install
@@ -206,8 +207,8 @@ def test_parser_errors_are_listed(fake_trt, fc_bundle, tmp_path):
 def test_jetson_release_parsing(tmp_path):
     f = tmp_path / "nv_tegra_release"
     f.write_text("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64\n")
-    assert T.jetson_info(f) == {"l4t": "35.4.1", "jetpack": "5.1.2"}
-    assert T.jetson_info(tmp_path / "missing") is None
+    assert device.jetson_info(f) == {"l4t": "35.4.1", "jetpack": "5.1.2"}
+    assert device.jetson_info(tmp_path / "missing") is None
 
 
 def test_fp16_graph_conversion_for_trt11(fc_bundle, tmp_path):
@@ -215,7 +216,7 @@ def test_fp16_graph_conversion_for_trt11(fc_bundle, tmp_path):
     import onnx
 
     dst = tmp_path / "fp16.onnx"
-    assert T.convert_fp16(fc_bundle / "onnx" / "depth_016.onnx", dst) in ("glonet-edge", "modelopt-autocast")
+    assert fp16.convert_fp16(fc_bundle / "onnx" / "depth_016.onnx", dst) in ("glonet-edge", "modelopt-autocast")
     m = onnx.load(str(dst))
     assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert m.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
@@ -239,6 +240,11 @@ def _fixed_batch_graph(src, dst, batch):
     m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = batch
     onnx.save(m, str(dst))
     return dst
+
+
+def _trtexec_line(src, out, precision, **kw):
+    """Build one engine; the trtexec line that repeats it (paths relative to the engine directory)."""
+    return trtexec_command(get_target("tensorrt").build_engine(src, out, precision, **kw), out)
 
 
 def _args(line):
@@ -275,23 +281,22 @@ def test_trtexec_line_follows_the_build(fake_trt, fc_int8_bundle, tmp_path):
     q = fc_int8_bundle / "onnx" / "depth_004.int8.onnx"
     out = tmp_path / "bundle" / "tensorrt" / "eng"
     cache = tmp_path / "bundle" / "caches" / "tc.cache"
-    lines = []
-    _trt_build(q, out, "int8", strongly_typed=False, fp16_fallback=False, timing_cache=str(cache), _trtexec=lines)
+    lines = [_trtexec_line(q, out, "int8", strongly_typed=False, fp16_fallback=False, timing_cache=str(cache))]
     assert fake.calls[-1]["flags"] == ["INT8"] and not fake.calls[-1]["network_flags"] & 2
     args = _args(lines[-1])
     assert "--int8" in lines[-1] and "--fp16" not in lines[-1] and "--stronglyTyped" not in lines[-1]
     assert args["--timingCacheFile"] == "../../caches/tc.cache" and (out / args["--timingCacheFile"]).resolve() == cache
-    _trt_build(q, out, "int8", timing_cache=str(cache), _trtexec=lines)  # default on TRT 10: strongly typed, no flags
+    lines.append(_trtexec_line(q, out, "int8", timing_cache=str(cache)))  # default on TRT 10: strongly typed, no flags
     assert "--stronglyTyped" in lines[-1] and "--int8" not in lines[-1] and "--fp16" not in lines[-1]
     src = fc_int8_bundle / "onnx" / "depth_004.onnx"
-    _trt_build(src, out, "fp32", tf32=True, timing_cache=str(cache), _trtexec=lines)
+    lines.append(_trtexec_line(src, out, "fp32", tf32=True, timing_cache=str(cache)))
     assert fake.calls[-1]["tf32"] and "--noTF32" not in lines[-1]
-    _trt_build(src, out, "fp32", timing_cache=str(cache), _trtexec=lines)
+    lines.append(_trtexec_line(src, out, "fp32", timing_cache=str(cache)))
     assert not fake.calls[-1]["tf32"] and "--noTF32" in lines[-1]
     # input names trtexec would split on are quoted the trtexec way ('in:0':1x2)
     shapes = {"in:0": {"min": [1, 2], "opt": [2, 2], "max": [4, 2]}, "s": {"min": [1, 3], "opt": [2, 3], "max": [4, 3]}}
-    cmd = get_target("tensorrt").trtexec_command(Path("a.onnx"), Path("a.plan"), shapes, Path("tc.cache"), 64)
-    assert "--minShapes='in:0':1x2,s:1x3" in shlex.split(cmd) and "--maxShapes='in:0':4x2,s:4x3" in shlex.split(cmd)
+    assert shape_options(shapes)[0] == "--minShapes='in:0':1x2,s:1x3"
+    assert shape_options(shapes)[2] == "--maxShapes='in:0':4x2,s:4x3"
 
 
 def test_trt11_fp16_graph_is_a_companion_and_no_temp_is_left(fake_trt, fc_bundle, tmp_path):
@@ -301,8 +306,8 @@ def test_trt11_fp16_graph_is_a_companion_and_no_temp_is_left(fake_trt, fc_bundle
 
     fake_trt("11.4.0")
     out = tmp_path / "out"
-    lines = []
-    files = _trt_build(fc_bundle / "onnx" / "depth_004.onnx", out, "fp16", _trtexec=lines)
+    record = get_target("tensorrt").build_engine(fc_bundle / "onnx" / "depth_004.onnx", out, "fp16")
+    files, lines = record.files, [trtexec_command(record, out)]
     assert [f.name for f in files] == ["depth_004.fp16.plan", "depth_004.fp16.json", "depth_004.fp16.onnx"]
     assert _args(lines[-1])["--onnx"] == "depth_004.fp16.onnx" and "--fp16" not in lines[-1]
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in onnx.load(str(files[2])).graph.initializer)
@@ -361,8 +366,7 @@ def test_close_frees_buffers_and_streams(fake_trt, fc_bundle, tmp_path):
     model.close()
     assert not fake.memory and not fake.streams
     model.close()  # idempotent
-    pool = RequestPool(lambda: T._Slot(model.engine, model.cuda, model.input_names, model.output_names), max_idle=1,
-                       dispose=T._Slot.close)
+    pool = RequestPool(lambda: Slot(model.engine, model.cuda), max_idle=1, dispose=Slot.close)
     slots = [pool.acquire() for _ in range(3)]
     for s in slots:
         model._execute(s, {"x": x})
@@ -444,7 +448,7 @@ def test_jetpack_mapping_uses_major_minor(tmp_path):
     for rel, rev, jp in (("35", "1.0", "5.0.2"), ("35", "2.1", "5.1"), ("35", "6.0", "5.1.4"), ("36", "4.3", "6.2"),
                          ("36", "3.0", "6.0"), ("35", "1.7", "5.0.2"), ("36", "9.0", "6.x"), ("99", "1.0", "unknown")):
         f.write_text(f"# R{rel} (release), REVISION: {rev}, GCID: 1, BOARD: t186ref, EABI: aarch64\n")
-        assert T.jetson_info(f)["jetpack"] == jp, (rel, rev)
+        assert device.jetson_info(f)["jetpack"] == jp, (rel, rev)
 
 
 def test_fp16_fallback_converter_constants_clipping_and_subgraphs(tmp_path, monkeypatch):
@@ -466,7 +470,7 @@ def test_fp16_fallback_converter_constants_clipping_and_subgraphs(tmp_path, monk
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(src))
     dst = tmp_path / "c16.onnx"
     with pytest.warns(RuntimeWarning, match="1 constant value"):
-        assert T.convert_fp16(src, dst) == "glonet-edge"
+        assert fp16.convert_fp16(src, dst) == "glonet-edge"
     m = onnx.load(str(dst))
     assert np.isfinite(numpy_helper.to_array(m.graph.initializer[0]).astype(np.float32)).all()
     consts = [n for n in m.graph.node if n.op_type == "Constant"]
@@ -484,7 +488,7 @@ def test_fp16_fallback_converter_constants_clipping_and_subgraphs(tmp_path, monk
                            [numpy_helper.from_array(np.array(0.0, np.float32), "zero")])
     onnx.save(helper.make_model(g2, opset_imports=[helper.make_opsetid("", 17)]), str(src))
     with pytest.raises(ConfigError, match="subgraphs \\(If\\).*ModelOpt"):
-        T.convert_fp16(src, dst)
+        fp16.convert_fp16(src, dst)
 
 
 def test_dla_precision_risks_are_warned(fake_trt, fc_int8_bundle, tmp_path):
@@ -509,7 +513,7 @@ def test_real_tensorrt_build_and_run(fc_int8_bundle):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an NVIDIA GPU + `pip install "
                                            "glonet-edge[tensorrt]`); the ONNX-level checks in test_qdq_lint run instead")
     try:
-        T.gpu_info(0)
+        device.gpu_info(0)
     except Exception as exc:  # pragma: no cover - tensorrt without a usable GPU
         pytest.skip(f"tensorrt is importable but no CUDA GPU is usable: {exc}")
     compile_bundle(fc_int8_bundle, "tensorrt", ["fp32", "fp16", "int8"], progress=False)
