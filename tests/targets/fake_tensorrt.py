@@ -1,7 +1,7 @@
 """A CPU stand-in for the `tensorrt` Python module, shaped like the real API of a given version.
 
 Only the names glonet_edge.targets.tensorrt touches exist, and they exist or not as in the real
-release (targets.md §1.10): EXPLICIT_BATCH is gone in 11, FP16/INT8 builder flags are gone in 11,
+release (docs/targets.md, TensorRT): EXPLICIT_BATCH is gone in 11, FP16/INT8 builder flags are gone in 11,
 STRONGLY_TYPED appears in 10. The "engine" runs the parsed ONNX graph with onnxruntime, reading
 and writing "device" buffers through a host-memory CUDA stand-in (HostCuda), so the target's
 build / metadata / timing cache / named-tensor execution path runs end to end without a GPU.
