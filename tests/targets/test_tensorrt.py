@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import types
 import warnings
 
 import numpy as np
 import pytest
-from fake_tensorrt import HostCuda, make_fake_trt
+from fake_cuda import make_fake_cudart
+from fake_tensorrt import make_fake_trt
 
 from glonet_edge.data import load_dataset
 from glonet_edge.errors import ArtifactError, ConfigError
@@ -27,20 +29,19 @@ from glonet_edge.targets.tensorrt.engine import Slot
 from glonet_edge.targets.tensorrt.trtexec import shape_options, trtexec_command
 from glonet_edge.targets.compile import compile_bundle
 
-ORIN = {"gpu": "NVIDIA Jetson AGX Orin", "compute_capability": "8.7", "cuda_runtime": "12.6", "via": "test"}
+ORIN = ("NVIDIA Jetson AGX Orin", 8, 7)
+RTX4090 = ("NVIDIA RTX 4090", 8, 9)
 
 
 @pytest.fixture
 def fake_trt(monkeypatch):
-    def install(version, gpu=ORIN, **kw):
-        fake = make_fake_trt(version, **kw)
+    """Install a fake TensorRT of `version` over a fake CUDA runtime with `gpus` (name, cc major, minor)."""
+    def install(version, gpus=(ORIN,), **kw):
+        cudart = make_fake_cudart(gpus)
+        fake = make_fake_trt(version, cudart, **kw)
         monkeypatch.setitem(sys.modules, "tensorrt", fake)
         monkeypatch.setattr(library, "_LOGGER", None)
-        monkeypatch.setattr(device, "gpu_info", (lambda index=0: dict(gpu)) if isinstance(gpu, dict) else gpu)
-        monkeypatch.setattr(cuda, "cuda_backend", lambda index=0, prefer="auto": HostCuda(fake.memory, fake.streams,
-                                                                                             index, fake.events))
-        monkeypatch.setattr(cuda, "set_current_device",
-                            lambda index, prefer="auto": fake.events.append(("set_device", index)))
+        monkeypatch.setattr(cuda, "cudart", lambda: cudart)
         monkeypatch.setattr(device, "jetson_info", lambda path=None: {"l4t": "36.4.0", "jetpack": "6.x"})
         return fake
 
@@ -122,7 +123,7 @@ def test_engine_for_other_version_or_gpu_is_refused(fake_trt, fc_bundle, monkeyp
     fake_trt("10.3.0")
     compile_bundle(fc_bundle, "tensorrt", ["fp16"], depths=[4], segments=False, progress=False)
     art = BundleManifest.load(fc_bundle).depth(4).artifact("tensorrt", "fp16")
-    fake_trt("10.3.0", gpu={**ORIN, "gpu": "NVIDIA RTX 4090", "compute_capability": "8.9"})
+    fake_trt("10.3.0", gpus=(RTX4090,))
     with pytest.raises(ArtifactError, match="compute capability 8.7.*rebuild it here"):
         load_artifact(fc_bundle, art, "tensorrt")
     fake_trt("10.13.0")
@@ -362,9 +363,9 @@ def test_close_frees_buffers_and_streams(fake_trt, fc_bundle, tmp_path):
     x = np.zeros((5, 1, 8, 8), np.float32)
     model.run({"x": x})
     model.raw_callable()({"x": x})
-    assert fake.memory and fake.streams
+    assert fake.cudart.memory and fake.cudart.streams
     model.close()
-    assert not fake.memory and not fake.streams
+    assert not fake.cudart.memory and not fake.cudart.streams
     model.close()  # idempotent
     pool = RequestPool(lambda: Slot(model.engine, model.cuda), max_idle=1, dispose=Slot.close)
     slots = [pool.acquire() for _ in range(3)]
@@ -373,9 +374,9 @@ def test_close_frees_buffers_and_streams(fake_trt, fc_bundle, tmp_path):
     for s in slots:
         pool.release(s)
     assert pool.idle == 1 and [s.closed for s in slots] == [False, True, True]
-    assert len(fake.streams) == 1
+    assert len(fake.cudart.streams) == 1
     pool.clear()
-    assert not fake.memory and not fake.streams
+    assert not fake.cudart.memory and not fake.cudart.streams
 
 
 def test_dla_static_batch_pads_small_batches(fake_trt, fc_bundle):
@@ -398,14 +399,12 @@ def test_dla_static_batch_pads_small_batches(fake_trt, fc_bundle):
 
 
 def test_gpu_index_is_used_for_build_load_and_run(fake_trt, fc_bundle):
-    """#10: GPU:1 sets the current device before trt.Builder / trt.Runtime and on each executing thread,
-    and names, metadata and the load check use GPU 1."""
-    gpus = {0: ORIN, 1: {**ORIN, "gpu": "NVIDIA RTX 4090", "compute_capability": "8.9"}}
-    fake = fake_trt("10.3.0", gpu=lambda index=0: dict(gpus[index]))
+    """#10: GPU:1 is current when trt.Builder / trt.Runtime are made, and names, metadata and the
+    load check use GPU 1."""
+    fake = fake_trt("10.3.0", gpus=(ORIN, RTX4090))
     compile_bundle(fc_bundle, "tensorrt", ["fp32"], device="GPU:1", depths=[4], segments=False, progress=False,
                    verify=False)
-    ev = fake.events
-    assert ev[ev.index(("Builder",)) - 1] == ("set_device", 1) and ("set_device", 0) not in ev
+    assert ("Builder", 1) in fake.devices and ("Builder", 0) not in fake.devices
     m = BundleManifest.load(fc_bundle)
     art = m.depth(4).artifact("tensorrt", "fp32")
     assert m.targets["tensorrt"]["subdir"] == "tensorrt/nvidia-rtx-4090_sm89_trt10.3.0"
@@ -413,13 +412,40 @@ def test_gpu_index_is_used_for_build_load_and_run(fake_trt, fc_bundle):
     assert art.extra["timing_cache"]["file"] == "timing_nvidia-rtx-4090_sm89_trt10.3.0.cache"
     assert m.targets["tensorrt"]["gpu"] == "NVIDIA RTX 4090"
     model = load_artifact(fc_bundle, art, "tensorrt", device="GPU:1")
-    assert fake.events[fake.events.index(("Runtime",)) - 1] == ("set_device", 1)
-    t = threading.Thread(target=lambda: model.run({"x": np.zeros((2, 1, 8, 8), np.float32)}), name="worker")
-    t.start()
-    t.join()
-    assert ("exec_set_device", 1, "worker") in fake.events
+    assert fake.devices[-2:] == [("Runtime", 1), ("Engine", 1)]
     with pytest.raises(ArtifactError, match="compute capability 8.9 \\(this GPU, NVIDIA Jetson AGX Orin, is 8.7\\)"):
         load_artifact(fc_bundle, art, "tensorrt", device="GPU:0")
+    model.close()
+
+
+def test_gpu_n_engine_runs_from_a_new_thread(fake_trt, fc_bundle):
+    """Issue 18, bug 3: a new thread's current device is GPU 0, so an execution context and stream
+    made there before set_device land on GPU 0 and the GPU 1 engine fails; they must be made
+    after the thread selects GPU 1."""
+    fake = fake_trt("10.3.0", gpus=(ORIN, RTX4090))
+    compile_bundle(fc_bundle, "tensorrt", ["fp32"], device="GPU:1", depths=[4], segments=False, progress=False,
+                   verify=False)
+    model = load_artifact(fc_bundle, BundleManifest.load(fc_bundle).depth(4).artifact("tensorrt", "fp32"), "tensorrt",
+                          device="GPU:1")
+    x = load_dataset("digits", seed=0, val_fraction=0.2).x_val[:5]
+    results, failures = {}, []
+
+    def work(name):
+        try:
+            results[name] = model.run({"x": x})[0]
+        except Exception as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(f"worker{i}",)) for i in range(3)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not failures and not fake.errors, (failures, fake.errors)
+    assert {d for kind, d in fake.devices if kind == "ExecutionContext"} == {1}
+    assert {d for call, d in fake.cudart.calls} == {1}
+    ref = get_target("onnxruntime").load(fc_bundle / "onnx" / "depth_004.onnx", "fp32").run({"x": x})[0]
+    for y in results.values():
+        np.testing.assert_allclose(y, ref, atol=1e-5)
+    model.close()
 
 
 def test_parser_error_hints_match_precision_and_version(fake_trt, fc_bundle, tmp_path):
@@ -524,3 +550,35 @@ def test_real_tensorrt_build_and_run(fc_int8_bundle):
         y = load_artifact(fc_int8_bundle, e.artifact("tensorrt", "fp32"), "tensorrt").run({"x": x})[0]
         np.testing.assert_allclose(y, ref, atol=1e-3)
     assert json.loads((fc_int8_bundle / "compile_tensorrt.json").read_text())["trtexec"]
+
+
+def test_cuda_backend_is_cuda_python_first_torch_as_fallback(monkeypatch):
+    """Issue 18, item 5: the order docs/targets.md states: cuda-python, then torch; named errors otherwise."""
+    from glonet_edge.errors import MissingDependencyError
+
+    cudart = make_fake_cudart((ORIN, RTX4090))
+    monkeypatch.setattr(cuda, "cudart", lambda: cudart)
+    monkeypatch.setattr(cuda, "_cuda_torch", lambda: object())  # a CUDA torch is there too
+    backend = cuda.cuda_backend(1)
+    assert isinstance(backend, cuda.CudaPython) and cudart.current_device() == 1
+    with pytest.raises(ConfigError, match="CUDA device 5 cannot be selected"):
+        cuda.set_current_device(5)
+    with pytest.raises(ConfigError, match="unknown CUDA backend 'cupy'"):
+        cuda.cuda_backend(0, "cupy")
+
+    def no_cuda_python():
+        raise ImportError("No module named 'cuda'")
+
+    monkeypatch.setattr(cuda, "cudart", no_cuda_python)
+    monkeypatch.setattr(cuda, "_cuda_torch", lambda: None)
+    with pytest.raises(MissingDependencyError, match=r"needs cuda-python.*pip install glonet-edge\[tensorrt\]"):
+        cuda.cuda_backend(0)
+    with pytest.raises(MissingDependencyError, match="cuda=cuda-python"):
+        cuda.cuda_backend(0, "cuda-python")
+    selected = []
+    torch = types.SimpleNamespace(device=lambda kind, index: (kind, index),
+                                  cuda=types.SimpleNamespace(set_device=selected.append))
+    monkeypatch.setattr(cuda, "_cuda_torch", lambda: torch)
+    assert isinstance(cuda.cuda_backend(1), cuda.TorchCuda)
+    cuda.set_current_device(1)
+    assert selected == [1]

@@ -1,8 +1,8 @@
 """CUDA for TensorRT engines: the current device, streams, device buffers and copies.
 
 Two interchangeable backends with the same small interface (set_device, stream, alloc, h2d,
-d2h, sync, free, destroy_stream): torch's CUDA tensors and streams, or cuda-python's cudart.
-docs/targets.md (TensorRT, "CUDA") says which one is chosen and why.
+d2h, sync, free, destroy_stream): cuda-python's cudart first, torch's CUDA tensors and streams
+when cuda-python is not installed. docs/targets.md (TensorRT, "GPU:N and CUDA") says why.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, Tuple
 
 import numpy as np
 
-from ...errors import MissingDependencyError
+from ...errors import ConfigError, MissingDependencyError
 
 
 def cudart() -> Any:
@@ -31,6 +31,9 @@ def checked(res: Any) -> Any:
     return rest[0] if len(rest) == 1 else (tuple(rest) if rest else None)
 
 
+BACKENDS = ("auto", "cuda-python", "torch")
+
+
 def _cuda_torch() -> Any:
     """torch when it is installed with a usable CUDA device, else None."""
     try:
@@ -40,19 +43,32 @@ def _cuda_torch() -> Any:
     return torch if torch.cuda.is_available() else None
 
 
+def _missing(what: str) -> MissingDependencyError:
+    return MissingDependencyError(f"{what} needs cuda-python (or, as a fallback, a CUDA build of torch); install it "
+                                  "with `pip install glonet-edge[tensorrt]`")
+
+
+def cuda_backend(index: int = 0, prefer: str = "auto") -> Any:
+    """The CUDA backend of an engine's streams and buffers on GPU `index`: cuda-python unless
+    `prefer` is "torch" or cuda-python is not installed."""
+    if prefer not in BACKENDS:
+        raise ConfigError(f"unknown CUDA backend {prefer!r}; use one of {', '.join(BACKENDS)}")
+    if prefer != "torch":
+        try:
+            return CudaPython(index)
+        except ImportError:
+            if prefer == "cuda-python":
+                raise _missing(f"GPU {index} with cuda=cuda-python") from None
+    torch = _cuda_torch()
+    if torch is None:
+        raise _missing(f"running TensorRT engines on GPU {index}")
+    return TorchCuda(torch, index)
+
+
 def set_current_device(index: int, prefer: str = "auto") -> None:
     """Make GPU `index` the calling thread's current CUDA device (TensorRT builds, deserializes
-    and executes on the current device): torch.cuda.set_device, else cudart.cudaSetDevice."""
-    torch = _cuda_torch() if prefer in ("auto", "torch") else None
-    if torch is not None:
-        torch.cuda.set_device(int(index))
-        return
-    try:
-        runtime = cudart()
-    except ImportError as exc:
-        raise MissingDependencyError("TensorRT needs cuda-python or a CUDA build of torch to select GPU "
-                                     f"{index}; install with `pip install glonet-edge[tensorrt]`") from exc
-    checked(runtime.cudaSetDevice(int(index)))
+    and executes on the current device)."""
+    cuda_backend(index, prefer).set_device()
 
 
 class TorchCuda:
@@ -101,7 +117,10 @@ class CudaPython:
         self.set_device()
 
     def set_device(self) -> None:
-        checked(self.rt.cudaSetDevice(self.index))
+        err, *_ = self.rt.cudaSetDevice(self.index)
+        if int(err) != 0:
+            raise ConfigError(f"CUDA device {self.index} cannot be selected (cudaSetDevice error {int(err)}); this "
+                              "machine's GPUs are GPU:0 .. GPU:<count-1> (see nvidia-smi)")
 
     def stream(self) -> Tuple[Any, int]:
         s = checked(self.rt.cudaStreamCreate())
@@ -128,14 +147,3 @@ class CudaPython:
     def destroy_stream(self, stream: Any) -> None:
         self.rt.cudaStreamDestroy(stream)
 
-
-def cuda_backend(index: int = 0, prefer: str = "auto") -> Any:
-    """The CUDA backend an engine's buffers and streams come from (see the module docstring)."""
-    torch = _cuda_torch() if prefer in ("auto", "torch") else None
-    if torch is not None:
-        return TorchCuda(torch, index)
-    try:
-        return CudaPython(index)
-    except ImportError as exc:
-        raise MissingDependencyError("running TensorRT engines needs cuda-python or a CUDA build of torch; "
-                                     "install with `pip install glonet-edge[tensorrt]`") from exc

@@ -74,16 +74,17 @@ def _cudart_gpu(index: int) -> Dict[str, Any]:
 
 
 def gpu_info(index: int = 0) -> Dict[str, Any]:
-    """GPU name, compute capability and CUDA versions, via torch or cuda-python (whichever is there)."""
-    found = _torch_gpu(index)
-    if found is not None:
-        return found
+    """GPU name, compute capability and CUDA versions, via cuda-python, else torch."""
     try:
         return _cudart_gpu(index)
-    except Exception as exc:
-        raise MissingDependencyError(
-            "TensorRT needs a CUDA GPU and a way to reach it from Python: install cuda-python "
-            f"(`pip install glonet-edge[tensorrt]`) or a CUDA build of torch ({exc})") from exc
+    except ImportError:
+        found = _torch_gpu(index)
+    except RuntimeError as exc:  # cuda-python is there but reaches no such GPU
+        raise MissingDependencyError(f"TensorRT needs a CUDA GPU: GPU {index} cannot be queried ({exc})") from exc
+    if found is None:
+        raise MissingDependencyError("TensorRT needs a CUDA GPU and a way to reach it from Python: install cuda-python "
+                                     "(`pip install glonet-edge[tensorrt]`) or a CUDA build of torch")
+    return found
 
 
 def _slug(text: str) -> str:

@@ -18,6 +18,9 @@ class Slot:
     """One execution context with its stream and device buffers (used by one thread at a time)."""
 
     def __init__(self, engine: Any, backend: Any):
+        # A new thread's current device is GPU 0, and TensorRT attaches the context (CUDA the
+        # stream) to the current device: select the engine's GPU before making either.
+        backend.set_device()
         self.ctx = engine.create_execution_context()
         if self.ctx is None:
             raise ArtifactError("TensorRT could not create an execution context (out of GPU memory?)")
