@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from fake_cuda import make_fake_cudart
 from fake_tensorrt import make_fake_trt
+from trtexec_check import script_problems, trtexec_problems
 
 from glonet_edge.data import load_dataset
 from glonet_edge.errors import ArtifactError, ConfigError
@@ -69,7 +70,7 @@ def test_version_bridge_build_and_run(version, fake_trt, fc_int8_bundle):
     m.verify(fc_int8_bundle)
     sub = f"tensorrt/nvidia-jetson-agx-orin_sm87_trt{version}"
     assert m.targets["tensorrt"]["subdir"] == sub
-    assert (fc_int8_bundle / sub / "trtexec.sh").is_file()
+    assert script_problems(fc_int8_bundle / sub / "trtexec.sh", version) == []  # as trtexec of this version parses it
     script = (fc_int8_bundle / sub / "trtexec.sh").read_text()
     n_int8 = len(m.depths) - sum("int8" in e.rejected for e in m.depths)
     if major < 11:
@@ -259,7 +260,10 @@ def test_fixed_batch_input_gets_static_profile_or_clear_error(fake_trt, fc_bundl
     src = fc_bundle / "onnx" / "depth_004.onnx"
     fixed = _fixed_batch_graph(src, tmp_path / "fixed4.onnx", 4)
     with pytest.warns(RuntimeWarning, match="fixed batch dimension 4.*static profile 4/4/4"):
-        plan, meta = _trt_build(fixed, tmp_path / "out", "fp32")
+        record = get_target("tensorrt").build_engine(fixed, tmp_path / "out", "fp32")
+    plan, meta = record.files
+    # issue 18, bug 2: trtexec refuses explicit shapes for a graph whose inputs are all static
+    assert trtexec_problems(trtexec_command(record, tmp_path / "out"), "10.3.0", tmp_path / "out") == []
     assert fake.calls[-1]["profiles"][0]["x"] == ((4, 1, 8, 8),) * 3
     assert json.loads(meta.read_text())["profile"]["x"]["max"] == [4, 1, 8, 8]
     model = get_target("tensorrt").load(plan, "fp32")
@@ -532,6 +536,34 @@ def test_dla_precision_risks_are_warned(fake_trt, fc_int8_bundle, tmp_path):
     with pytest.warns(RuntimeWarning, match="strongly typed int8 network.*fall back to the GPU"):
         _trt_build(q, tmp_path / "c", "int8", device="DLA", strongly_typed=True)
     assert fake.calls[-1]["network_flags"] & 2
+
+
+def test_trtexec_check_refuses_what_trtexec_refuses(tmp_path):
+    """The test double's trtexec: per-release option tables and the rules trtexec applies."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    for name, batch in (("dyn.onnx", "n"), ("static.onnx", 4)):
+        g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3])])
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / name))
+    shapes = "--minShapes=x:1x3 --optShapes=x:2x3 --maxShapes=x:4x3"
+
+    def problems(args, version, graph="dyn.onnx"):
+        return trtexec_problems(f"trtexec --onnx={graph} --saveEngine=a.plan {args}", version, tmp_path)
+
+    assert problems(f"{shapes} --skipInference --noTF32", "10.3.0") == []
+    assert problems(f"{shapes} --buildOnly --fp16 --int8", "8.5.2") == []
+    assert problems("--skipInference", "8.5.2") == ["unknown option --skipInference (TensorRT 8.5.2: sampleOptions.cpp "
+                                                    "at 8.5.2)"]
+    assert problems("--buildOnly", "10.3.0")[0].startswith("unknown option --buildOnly")
+    assert problems("--stronglyTyped --fp16", "11.4.0")[0].startswith("unknown option --fp16 (TensorRT 11.4.0: "
+                                                                     "sampleOptions.cpp at v11.1)")
+    assert problems("--builderOptimizationLevel=3", "8.5.2")[0].startswith("unknown option --builderOptimizationLevel")
+    assert problems(shapes, "10.3.0", "static.onnx")[0].startswith("Static model does not take explicit shapes")
+    assert problems("--minShapes=z:1x3", "10.3.0") == ["Cannot find input tensor with name 'z'"]
+    assert problems("--stronglyTyped --int8", "10.3.0") == ["--int8 is not allowed if graph is strongly typed"]
 
 
 # ---- real TensorRT (GPU machines only) --------------------------------------------------------

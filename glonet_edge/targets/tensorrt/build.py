@@ -143,6 +143,12 @@ def profile_shapes(network: Any, batch: BatchProfile) -> Shapes:
     return shapes
 
 
+def dynamic_inputs(network: Any) -> List[str]:
+    """The network inputs with a dynamic dimension (-1)."""
+    inputs = (network.get_input(i) for i in range(network.num_inputs))
+    return [t.name for t in inputs if any(int(d) < 0 for d in t.shape)]
+
+
 def _input_shapes(name: str, dims: Tuple[int, ...], batch: BatchProfile) -> Dict[str, List[int]]:
     """A dynamic batch dim gets the requested range; a batch dim the graph fixed (d0 > 0) gets
     (d0, d0, d0) when d0 is inside the range (TensorRT rejects a profile that disagrees with a
@@ -215,7 +221,7 @@ def build_engine(onnx_path: Path, out_dir: Path, opts: BuildOptions) -> EngineBu
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = opts.stem or onnx_path.name.split(".")[0]
     cache_path = opts.timing_cache or timing_cache_path(out_dir, opts.device.gpu_index)
-    record = EngineBuild(engine_path(out_dir, stem, opts.precision), onnx_path, opts, cache_path)
+    record = EngineBuild(engine_path(out_dir, stem, opts.precision), onnx_path, opts, cache_path, str(trt.__version__))
     cuda.set_current_device(opts.device.gpu_index, opts.cuda)  # TensorRT builds on the current device
     builder = trt.Builder(logger(trt))
     check_dla(trt, builder, opts)
@@ -224,6 +230,7 @@ def build_engine(onnx_path: Path, out_dir: Path, opts: BuildOptions) -> EngineBu
         network, _parser = parse_network(trt, builder, net_flags, graph, onnx_path.name, opts.precision)
         config = create_config(trt, builder, record)
         record.shapes = profile_shapes(network, opts.batch)
+        record.dynamic_inputs = dynamic_inputs(network)
         add_profile(builder, config, record.shapes, onnx_path.name)
         load_timing_cache(config, cache_path)
         atomic_write_bytes(record.plan, serialize(trt, builder, network, config, onnx_path.name, opts.precision))

@@ -19,11 +19,13 @@ class EngineBuild:
     graph: Path  # the graph TensorRT parsed (the fp16 companion on TensorRT 11)
     options: BuildOptions
     timing_cache: Path
+    tensorrt: str  # the TensorRT version that built it
     strongly_typed: bool = False
     builder_flags: List[str] = field(default_factory=list)
     no_tf32: bool = False
     optimization_level: Optional[int] = None
     shapes: Shapes = field(default_factory=dict)
+    dynamic_inputs: List[str] = field(default_factory=list)  # inputs with a dynamic dim in the network
     fp16_graph: Optional[Path] = None  # kept next to the engine (TensorRT 11 fp16)
     converter: Optional[str] = None  # which fp16 converter made it
 

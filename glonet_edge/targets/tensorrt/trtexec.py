@@ -30,6 +30,15 @@ def shape_options(shapes: Shapes) -> List[str]:
             for key, flag in (("min", "--minShapes"), ("opt", "--optShapes"), ("max", "--maxShapes"))]
 
 
+def _before(version: str, major: int, minor: int) -> bool:
+    return tuple(int(p) for p in version.split(".")[:2]) < (major, minor)
+
+
+def stop_option(version: str) -> str:
+    """Exit after the build: --skipInference from 8.6 on; 8.5 knows only --buildOnly (gone in 10.0)."""
+    return "--buildOnly" if _before(version, 8, 6) else "--skipInference"
+
+
 def precision_options(build: EngineBuild) -> List[str]:
     flags = build.builder_flags
     opts = ["--stronglyTyped"] if build.strongly_typed else []
@@ -52,11 +61,11 @@ def trtexec_command(build: EngineBuild, relative_to: Optional[Path] = None) -> s
         return os.path.relpath(Path(p).resolve(), Path(relative_to).resolve()) if relative_to else str(p)
 
     cmd = ["trtexec", f"--onnx={path(build.graph)}", f"--saveEngine={path(build.plan)}"]
-    if build.shapes:
-        cmd += shape_options(build.shapes)
+    if build.dynamic_inputs:  # trtexec refuses explicit shapes for a graph whose inputs are all static
+        cmd += shape_options({n: s for n, s in build.shapes.items() if n in build.dynamic_inputs})
     cmd += [f"--timingCacheFile={path(build.timing_cache)}", f"--memPoolSize=workspace:{int(build.options.workspace_mib)}"]
     cmd += precision_options(build)
-    cmd.append("--skipInference")
+    cmd.append(stop_option(build.tensorrt))
     return " ".join(shlex.quote(c) for c in cmd)
 
 
