@@ -21,6 +21,11 @@ EXTRA_OF_MODULE = {
     "onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "cuda": "tensorrt", "PIL": "images",
 }
 
+# Commands that need torch/onnx/nncf, whose supported Pythons start at 3.10; the serving
+# commands (inspect, compile, profile, run, simulate, doctor) run on 3.8 (JetPack 5) and up.
+TRAINING_COMMANDS = ("train", "export", "quantize", "explain", "pipeline", "demo", "bench")
+TRAINING_PYTHON = (3, 10)
+
 COMMANDS = ("train", "export", "quantize", "compile", "profile", "run", "simulate", "bench",
             "inspect", "doctor", "explain", "report", "pipeline", "demo")
 
@@ -53,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in TRAINING_COMMANDS and sys.version_info < TRAINING_PYTHON:
+        return _fail(args.command, f"needs Python {'.'.join(map(str, TRAINING_PYTHON))} or newer (this is "
+                                   f"{sys.version.split()[0]}); run it where you train, and serve the bundle here "
+                                   "with inspect, compile, profile, run, simulate and doctor")
     try:
         return int(args.func(args) or 0)
     except GlonetError as exc:

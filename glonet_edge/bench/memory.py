@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, List, Tuple
 
 HELP = "disk bytes and resident memory of the depth family: truncated graphs, shared weights, segments, one full graph"
 MB = 1024 * 1024
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-Layouts = dict[str, tuple[list[Path], bool, int]]  # name -> (files, run as a chain, bytes on disk)
+Layouts = Dict[str, Tuple[List[Path], bool, int]]  # name -> (files, run as a chain, bytes on disk)
 
 
 def layouts_of(graph_paths: dict[int, Path], segment_paths: list[Path], shared: bool, storage: dict[str, int],

@@ -36,13 +36,12 @@ import difflib
 import math
 import threading
 import time
-import tomllib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError
-from ..fileio import parse_json, read_text
+from ..fileio import parse_json, read_text, tomllib
 from .power.base import PowerState
 
 SCHEMA_VERSION = 1

@@ -16,6 +16,7 @@ def _glonet_without(module: str, argv: list[str], tmp_path) -> subprocess.Comple
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
 
 
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="training commands stop earlier: they need Python 3.10")
 @pytest.mark.parametrize("argv, module, extra", [
     (["train", "--out", "run"], "torch", "train"),
     (["quantize", "bundle"], "nncf", "quantize"),
@@ -45,3 +46,12 @@ def test_closed_stdout_ends_quietly(fc_served_bundle):
         os.close(write_end)
     assert res.returncode == 141
     assert res.stderr == ""
+
+
+def test_training_commands_name_the_python_they_need(monkeypatch, capsys):
+    """The serving side runs on 3.8 (JetPack 5); training, export and quantize need 3.10."""
+    import glonet_edge.cli as cli
+
+    monkeypatch.setattr(cli, "TRAINING_PYTHON", (99, 0))
+    assert cli.main(["export", "run", "--out", "bundle"]) == 2
+    assert "needs Python 99.0 or newer" in capsys.readouterr().err

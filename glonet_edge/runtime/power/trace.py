@@ -66,7 +66,8 @@ def parse_trace(text: str, name: str = "<trace>") -> Trace:
     times: list[float] = []
     states: list[PowerState] = []
     source = f"trace:{Path(name).stem}"
-    text = text.removeprefix("\ufeff")  # spreadsheets save CSV with a byte-order mark
+    if text.startswith("\ufeff"):  # spreadsheets save CSV with a byte-order mark
+        text = text[1:]
     for lineno, line in enumerate(text.splitlines(), start=1):
         where = f"{name} line {lineno}"
         stripped = line.strip()
