@@ -235,13 +235,12 @@ class Pipeline:
                 f", {len(manifest.segments)} segments"), {"bundle": str(self.bundle_dir)}
 
     def _stage_quantize(self, cfg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        from .export.quantize import quantize_bundle
+        from .quantize import QuantizeSettings, quantize_bundle
 
-        result = quantize_bundle(self.bundle_dir, method=cfg.get("method", "ort"),
-                                 calib_size=int(cfg.get("calib_size", 512)), max_drop=float(cfg.get("max_drop", 0.005)),
-                                 segments=bool(cfg.get("segments", False)), progress=self.progress)
+        settings = QuantizeSettings(**cfg)
+        result = quantize_bundle(self.bundle_dir, settings, progress=self.progress)
         rejected = result.get("rejected") or {}
-        return (f"int8 ({cfg.get('method', 'ort')}) for {len(result.get('depths', []))} depths"
+        return (f"int8 ({settings.method}) for {len(result.get('depths', []))} depths"
                 + (f", {len(rejected)} rejected" if rejected else "")), {}
 
     def _stage_compile(self, cfg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -284,7 +283,7 @@ class Pipeline:
         return self.workdir / self.config.sections.get("report", {}).get("out", "report.html")
 
     def _stage_report(self, cfg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        from .report import write_report
+        from .report.report import write_report
 
         out = self._report_path()
         write_report(self.bundle_dir, out, run_dir=self.run_dir)

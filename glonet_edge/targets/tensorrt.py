@@ -821,7 +821,7 @@ class TensorRTTarget(Target):
             if plan is None:
                 raise ArtifactError(f"TensorRT {trt.__version__} failed to build an engine for {onnx_path.name} ({precision}); "
                                     "see the TensorRT log above (unsupported layer, workspace too small, or a QDQ placement "
-                                    "it has no int8 kernel for: lint the graph with glonet_edge.targets.qdq_lint)")
+                                    "it has no int8 kernel for: lint the graph with glonet_edge.quantize.qdq_lint)")
             atomic_write_bytes(plan_path, bytes(memoryview(plan)))
             if tmp_graph is not None and fp16_graph is not None:
                 os.replace(tmp_graph, fp16_graph)

@@ -1,4 +1,4 @@
-"""ONNX-level checks that a QDQ graph is one TensorRT's ONNX parser accepts (targets.md §1.7).
+"""ONNX-level checks that a QDQ graph is one TensorRT's ONNX parser accepts (docs/quantize.md).
 
 TensorRT is not installable everywhere (not here), so what its parser would refuse is checked
 on the ONNX graph instead:
