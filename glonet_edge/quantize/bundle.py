@@ -1,6 +1,7 @@
 """`quantize_bundle`: the selected depths (and the segment chain) of a bundle become int8 QDQ
 graphs that passed accuracy control; a depth that fails is recorded as rejected, never shipped.
-Calibration reads the training split, judging the held-out split (docs/quantize.md)."""
+Calibration reads the training split only, the accept/reject decision the held-out split
+(docs/quantize.md)."""
 
 from __future__ import annotations
 
