@@ -16,6 +16,11 @@ from typing import Any, Iterator
 
 from .errors import ArtifactError, ConfigError
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.8-3.10 (JetPack 5 and 6): tomli is the same parser, published on its own
+    import tomli as tomllib
+
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()

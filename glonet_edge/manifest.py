@@ -1,9 +1,9 @@
 """Bundle manifest: the one file that describes a family of depth-truncated graphs.
 
-Contract (DESIGN.md "Bundle"): `schema_version`, the model config, the source checkpoint
-sha256 and `depths`, a list of entries with `depth`, `params`, `macs`, `artifacts`,
-`metrics`, and once profiled `latency_ms` / `energy_mj`. Every artifact path is relative to
-the bundle and checked by sha256 on load.
+Contract (docs/architecture.md, "File contracts"): `schema_version`, the model config, the
+source checkpoint sha256 and `depths`, a list of entries with `depth`, `params`, `macs`,
+`artifacts`, `metrics`, and once profiled `latency_ms` / `energy_mj`. Every artifact path is
+relative to the bundle and checked by sha256 on load.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from .fileio import atomic_write_json, confined_path, read_json, sha256_file
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def _expect(cond: bool, msg: str) -> None:
@@ -321,6 +320,8 @@ class BundleManifest:
     @classmethod
     def load(cls, bundle_dir: str | Path) -> "BundleManifest":
         bundle_dir = Path(bundle_dir)
+        if bundle_dir.is_file():
+            raise ArtifactError(f"{bundle_dir} is a file, not a bundle; pass the directory that holds {MANIFEST_NAME}.")
         if not bundle_dir.is_dir():
             raise ArtifactError(f"bundle directory {bundle_dir} does not exist; create it with `glonet export RUN --out {bundle_dir}`.")
         return cls.from_json(read_json(bundle_dir / MANIFEST_NAME, "bundle manifest"))

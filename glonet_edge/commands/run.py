@@ -26,6 +26,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+TABLE_ROWS = 10  # samples printed in the table; --json and --output carry all of them
+NPY_MAGIC = b"\x93NUMPY"  # the first bytes of every .npy file (numpy's format spec, NEP 1)
+
+
+def _load_input(path):
+    """The input batch, or one clear line about why the file is not a numeric .npy array."""
+    import numpy as np
+
+    from ..errors import ConfigError
+
+    if not path.is_file():
+        raise ConfigError(f"input file {path} not found")
+    with open(path, "rb") as fh:
+        magic = fh.read(len(NPY_MAGIC))
+    if magic != NPY_MAGIC:
+        raise ConfigError(f"{path} is not a .npy file (it does not start with the .npy magic bytes); "
+                          "save the batch with numpy.save")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:  # object arrays, truncated files
+        raise ConfigError(f"{path} is not a readable numeric .npy array ({exc.__class__.__name__}); save a "
+                          "numeric array with numpy.save") from exc
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -35,16 +59,16 @@ def run(args: argparse.Namespace) -> int:
     from ..fileio import atomic_write_bytes
     from ..runtime import Runtime
 
-    path = Path(args.input)
-    if not path.is_file():
-        raise ConfigError(f"input file {path} not found")
-    try:
-        x = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise ConfigError(f"{path} is not a readable .npy array ({exc}); save it with np.save") from exc
+    x = _load_input(Path(args.input))
+    # Segments serve only --deadline-ms: without one, loading them would cost memory and warn
+    # about their precision for nothing.
     with Runtime.open(args.bundle, target=args.target, precision=args.precision, power=args.power,
-                      policy=args.policy, device=args.device) as rt:
+                      policy=args.policy, device=args.device, anytime=args.deadline_ms is not None) as rt:
         if args.depth is not None:
+            if args.depth not in rt.depths:
+                raise ConfigError(f"--depth {args.depth} is not served by {args.bundle} for {args.target} "
+                                  f"{args.precision}; choose one of {rt.depths}, or leave --depth out to let "
+                                  "the power policy choose")
             rt.set_depth(args.depth)
         pred = rt.infer_anytime(x, args.deadline_ms) if args.deadline_ms is not None else rt.infer(x)
         decision = rt.decision
@@ -61,8 +85,11 @@ def run(args: argparse.Namespace) -> int:
     manifest_task = rt.manifest.task
     if manifest_task == "classification":
         result["predictions"] = pred.outputs.argmax(axis=1).tolist()
+    shown = min(len(pred.outputs), TABLE_ROWS)
     rows = [{"sample": i, "prediction": (result["predictions"][i] if "predictions" in result else pred.outputs[i].tolist())}
-            for i in range(min(len(pred.outputs), 10))]
+            for i in range(shown)]
+    more = (f"; the first {shown} of {len(pred.outputs)} samples shown, all with --json or --output"
+            if shown < len(pred.outputs) else "")
     emit(args, result, rows, title=f"depth {pred.depth} ({pred.reason}), {pred.latency_ms:.3f} ms for batch "
-                                   f"{result['batch']}")
+                                   f"{result['batch']}{more}")
     return 0

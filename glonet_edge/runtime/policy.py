@@ -36,17 +36,15 @@ import difflib
 import math
 import threading
 import time
-import tomllib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError
-from ..fileio import parse_json, read_text
+from ..fileio import parse_json, read_text, tomllib
 from .power.base import PowerState
 
 SCHEMA_VERSION = 1
-TIERS = ("ac", "battery", "battery-low", "hot")
 OPTIONAL_SETTINGS = ("accuracy_floor", "temp_throttle_c", "economy_power_budget_w", "latency_budget_ms",
                      "energy_budget_mj")
 _EPS = 1e-12

@@ -1,4 +1,4 @@
-"""Power traces (contract, DESIGN.md "Runtime"): load, check, and replay them.
+"""Power traces (contract: docs/architecture.md, "Power sources"): load, check, and replay them.
 
 Format: CSV, one row per line, a header row first. `t_s` (seconds, strictly increasing) is
 required; optional columns are `on_battery` (0/1), `battery_pct`, `power_w`,
@@ -66,7 +66,8 @@ def parse_trace(text: str, name: str = "<trace>") -> Trace:
     times: list[float] = []
     states: list[PowerState] = []
     source = f"trace:{Path(name).stem}"
-    text = text.removeprefix("\ufeff")  # spreadsheets save CSV with a byte-order mark
+    if text.startswith("\ufeff"):  # spreadsheets save CSV with a byte-order mark
+        text = text[1:]
     for lineno, line in enumerate(text.splitlines(), start=1):
         where = f"{name} line {lineno}"
         stripped = line.strip()

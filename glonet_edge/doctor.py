@@ -1,0 +1,233 @@
+"""`glonet doctor`: what this device can do, and whether a bundle's artifacts load here.
+
+Torch-free and read-only: it imports each engine library only to ask its version, reads the
+files the platforms document (`/etc/nv_tegra_release`, `/proc/device-tree/model`, CUDA's
+`version.json`, the NVIDIA driver's `/proc/driver/nvidia/version`) under `root` so tests can
+lay out a device tree, and reads each power source once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import platform
+import re
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+SCHEMA_VERSION = 1
+
+# L4T release -> JetPack release, from NVIDIA's JetPack archive (developer.nvidia.com/embedded/jetpack-archive),
+# the same table jetson-stats keeps in jtop/core/jetson_variables.py (NVIDIA_JETPACK).
+JETPACK_OF_L4T = {
+    "32.7.1": "4.6.1", "32.7.2": "4.6.2", "32.7.3": "4.6.3", "32.7.4": "4.6.4", "32.7.5": "4.6.5",
+    "35.1.0": "5.0.2", "35.2.1": "5.1", "35.3.1": "5.1.1", "35.4.1": "5.1.2", "35.5.0": "5.1.3", "35.6.0": "5.1.4",
+    "36.2.0": "6.0 DP", "36.3.0": "6.0", "36.4.0": "6.1", "36.4.3": "6.2", "36.4.4": "6.2.1",
+}
+JETPACK_OF_L4T_MAJOR = {"32": "4.x", "35": "5.x", "36": "6.x", "38": "7.x"}
+# "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: ..."
+NV_TEGRA_RELEASE = re.compile(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)")
+POWER_SOURCES = ("jetson", "nvml", "battery", "rapl", "thermal")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the report: what was looked at, what was found, and how to fix a gap."""
+
+    section: str
+    name: str
+    ok: Optional[bool]  # None: informational
+    value: str
+    fix: str = ""
+
+
+def read_text(path: Path) -> Optional[str]:
+    """A small text file, NUL bytes dropped (device-tree strings end in one); None when unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(65536).replace(b"\0", b"").decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+
+
+def l4t_release(text: str) -> Optional[str]:
+    """'35.4.1' from the first line of /etc/nv_tegra_release, None when it is not that format."""
+    m = NV_TEGRA_RELEASE.search(text)
+    if not m:
+        return None
+    revision = m.group(2) if m.group(2).count(".") else m.group(2) + ".0"
+    return f"{m.group(1)}.{revision}"
+
+
+def jetpack_of(l4t: str) -> str:
+    major = l4t.split(".")[0]
+    return JETPACK_OF_L4T.get(l4t) or f"{JETPACK_OF_L4T_MAJOR.get(major, 'unknown')} (L4T {l4t} not in the table)"
+
+
+def platform_findings() -> List[Finding]:
+    libc = " ".join(x for x in platform.libc_ver() if x) or "unknown"
+    return [Finding("platform", "python", sys.version_info >= (3, 8), f"{platform.python_implementation()} "
+                    f"{platform.python_version()} ({sys.executable})", "Python 3.8 or newer is needed"),
+            Finding("platform", "system", None, f"{platform.system()} {platform.release()} {platform.machine()}, "
+                    f"libc {libc}")]
+
+
+def engine_findings(machine: str) -> List[Finding]:
+    from .targets import get_target, list_targets
+
+    found = []
+    for name in list_targets():
+        target = get_target(name)
+        try:
+            module = importlib.import_module(target.library)
+        except Exception as exc:  # noqa: BLE001 - an engine whose import fails is missing, whatever the reason
+            found.append(Finding("engines", name, False, f"missing ({type(exc).__name__})", install_hint(name, machine)))
+            continue
+        version = str(getattr(module, "__version__", None) or getattr(module, "get_version", lambda: "?")())
+        found.append(Finding("engines", name, True, f"{version}; devices: {', '.join(_devices(target))}"))
+    return found
+
+
+def install_hint(target: str, machine: str) -> str:
+    if target == "tensorrt" and machine in ("aarch64", "arm64"):
+        return ("on a Jetson TensorRT comes with JetPack: `sudo apt install python3-libnvinfer`, and create the "
+                "venv with --system-site-packages")
+    return f"pip install glonet-edge[{target}]"
+
+
+def _devices(target: Any) -> List[str]:
+    try:
+        info = target.describe()
+    except Exception:  # noqa: BLE001 - a driver that cannot enumerate devices still has a version to show
+        return ["?"]
+    devices = info.get("devices") or info.get("available_providers") or []
+    return [str(d) for d in devices] or ["?"]
+
+
+def accelerator_findings(root: Path) -> List[Finding]:
+    driver = read_text(root / "proc/driver/nvidia/version")
+    driver_line = driver.splitlines()[0] if driver else None
+    return [Finding("accelerator", "nvidia driver", None, driver_line or "none found"),
+            Finding("accelerator", "cuda", None, cuda_version(root) or "none found")]
+
+
+def cuda_version(root: Path) -> Optional[str]:
+    """CUDA's own record of its version: version.json since CUDA 11.1, version.txt before."""
+    text = read_text(root / "usr/local/cuda/version.json")
+    if text:
+        try:
+            return str(json.loads(text)["cuda"]["version"])
+        except (ValueError, KeyError, TypeError):
+            return None
+    text = read_text(root / "usr/local/cuda/version.txt")  # "CUDA Version 10.2.300"
+    return text.split()[-1] if text else None
+
+
+def jetson_findings(root: Path) -> List[Finding]:
+    model = read_text(root / "proc/device-tree/model")
+    release = read_text(root / "etc/nv_tegra_release")
+    if release is None:
+        return [Finding("jetson", "jetson", None, f"not a Jetson (no /etc/nv_tegra_release){'; ' + model if model else ''}")]
+    l4t = l4t_release(release)
+    found = [Finding("jetson", "model", None, model or "unknown"),
+             Finding("jetson", "L4T", l4t is not None, l4t or f"unreadable: {release.splitlines()[0][:80]!r}")]
+    if l4t:
+        found.append(Finding("jetson", "JetPack", None, jetpack_of(l4t)))
+    found.append(Finding("jetson", "power mode", None, _power_mode(root) or "unknown (nvpmodel not readable)"))
+    return found
+
+
+def _power_mode(root: Path) -> Optional[str]:
+    from .errors import GlonetError
+    from .runtime.power import open_power_source
+
+    try:
+        source = open_power_source("jetson", root=root)
+    except GlonetError:
+        return None
+    mode = source.read().power_mode
+    source.close()
+    return mode
+
+
+def power_findings(root: Path) -> List[Finding]:
+    from .errors import GlonetError
+    from .runtime.power import open_power_source
+
+    found = []
+    for kind in POWER_SOURCES:
+        try:
+            source = open_power_source(kind, root=root)
+        except GlonetError as exc:
+            found.append(Finding("power", kind, None, "not present"))
+            continue
+        state = source.read()
+        found.append(Finding("power", kind, not state.is_unknown, state.describe()))
+        source.close()
+    return found
+
+
+def cache_findings() -> List[Finding]:
+    from .targets.base import default_cache_dir
+
+    cache = default_cache_dir("x").parent
+    return [Finding("cache", "directory", None, f"{cache} ({'exists' if cache.is_dir() else 'created on first use'})")]
+
+
+def examine(root: str = "/", bundle: Optional[str] = None) -> Dict[str, Any]:
+    """Every finding for this device, and for `bundle`'s artifacts when one is given."""
+    root_path = Path(root)
+    found = (platform_findings() + engine_findings(platform.machine()) + accelerator_findings(root_path)
+             + jetson_findings(root_path) + power_findings(root_path) + cache_findings())
+    if bundle is not None:
+        found += bundle_findings(Path(bundle), platform.machine())
+    return {"schema_version": SCHEMA_VERSION, "findings": [asdict(f) for f in found]}
+
+
+def bundle_findings(bundle: Path, machine: str) -> List[Finding]:
+    """Per artifact kind (format, precision): how many load here; each one that does not, with
+    the command that makes it load."""
+    from .manifest import BundleManifest
+
+    manifest = BundleManifest.load(bundle)
+    artifacts = manifest.all_artifacts()
+    kinds = sorted({(a.format, a.precision) for a in artifacts})
+    found = []
+    for fmt, precision in kinds:
+        group = [a for a in artifacts if (a.format, a.precision) == (fmt, precision)]
+        problems = [p for p in (artifact_problem(bundle, a, machine) for a in group) if p is not None]
+        name = f"{fmt} {precision}"
+        if not problems:
+            found.append(Finding("bundle", name, True, f"{len(group)} artifacts load here"))
+        for path, problem, fix in problems[:3]:
+            found.append(Finding("bundle", name, False, f"{path}: {problem}", fix))
+        if len(problems) > 3:
+            found.append(Finding("bundle", name, False, f"... and {len(problems) - 3} more like these"))
+    return found
+
+
+def artifact_problem(bundle: Path, artifact: Any, machine: str) -> Optional[tuple]:
+    """(path, problem, fix) when `artifact` would not load on this machine, else None: the
+    checks `load_artifact` makes before it loads (engine present, built for this engine version
+    and GPU, files intact)."""
+    from .errors import GlonetError
+    from .targets import get_target, list_targets
+
+    targets = [get_target(n) for n in list_targets() if get_target(n).artifact_format == artifact.format]
+    target = next((t for t in targets if t.name == "onnxruntime"), targets[0] if targets else None)
+    if target is None:
+        return artifact.path, f"no target serves the {artifact.format!r} format", "upgrade glonet-edge"
+    rebuild = (f"glonet compile {bundle} --target {target.name} --precision {artifact.precision}"
+               if artifact.format != "onnx" else f"re-run `glonet export` (or `glonet quantize`) for {bundle}")
+    try:
+        importlib.import_module(target.library)
+    except Exception:  # noqa: BLE001
+        return artifact.path, f"{target.name} is not installed", install_hint(target.name, machine)
+    try:
+        target.check_artifact(artifact.extra)
+        artifact.resolve(bundle, verify=True)
+    except GlonetError as exc:
+        return artifact.path, str(exc).split("; ")[0], rebuild
+    return None
