@@ -85,18 +85,18 @@ class AccuracyCheck:
     `engines` its score may lose at most `max_drop` and (classification) its top-1 prediction
     must equal fp32's on at least `min_agreement` of the samples."""
 
-    def __init__(self, src: Any, cal: Calibration, max_drop: float, min_agreement: float, engines: list[str],
+    def __init__(self, src: Any, data: Calibration, max_drop: float, min_agreement: float, engines: list[str],
                  input_name: str = "x"):
-        self.cal, self.max_drop, self.min_agreement = cal, max_drop, min_agreement
+        self.data, self.max_drop, self.min_agreement = data, max_drop, min_agreement
         self.engines, self.input_name = engines, input_name
-        self.ref = reference_outputs(src, {input_name: cal.x_val})[-1]
+        self.ref = reference_outputs(src, {input_name: data.x_val})[-1]
         self.fp32 = self.score(self.ref)
 
     def score(self, y: np.ndarray) -> float:
-        return float(score(self.cal.task, y, self.cal.y_val))
+        return float(score(self.data.task, y, self.data.y_val))
 
     def agreement(self, y: np.ndarray) -> float | None:
-        if self.cal.task != "classification":
+        if self.data.task != "classification":
             return None
         return top1_agreement(y, self.ref)
 
@@ -118,7 +118,7 @@ class AccuracyCheck:
         violation = 0.0
         for engine in self.engines:
             try:
-                y = engine_outputs(engine, path, self.cal.x_val, self.input_name)
+                y = engine_outputs(engine, path, self.data.x_val, self.input_name)
                 s = self.score(y)
             except Exception as exc:  # one candidate an engine cannot load fails, not the whole run
                 results[engine] = {"score": None, "agreement": None}
@@ -133,7 +133,7 @@ class AccuracyCheck:
     def harm(self, model: Any) -> tuple[float, ...]:
         """How far a (partly quantized) graph is from fp32 on the held-out inputs, with
         onnxruntime: (1 - agreement, logit MSE) for classifiers, (MSE,) otherwise. Larger = worse."""
-        y = reference_outputs(model, {self.input_name: self.cal.x_val})[-1]
+        y = reference_outputs(model, {self.input_name: self.data.x_val})[-1]
         mse = float(np.mean((y.reshape(self.ref.shape) - self.ref) ** 2))
         a = self.agreement(y)
         return (mse,) if a is None else (1.0 - a, mse)

@@ -42,10 +42,10 @@ def quantize_bundle(bundle_dir: str | Path, settings: QuantizeSettings | None = 
     bundle_dir = Path(bundle_dir)
     manifest = BundleManifest.load(bundle_dir)
     selected = _selected_depths(manifest, depths, settings.segments)
-    cal = load_calibration(manifest, settings.calib_size, settings.seed, settings.dataset)
+    data = load_calibration(manifest, settings.calib_size, settings.seed, settings.dataset)
     started = time.perf_counter()
     with staged_directory(bundle_dir) as stage:
-        job = _Job(stage, manifest, cal, settings, engines)
+        job = _Job(stage, manifest, data, settings, engines)
         sources = {d: job.source(manifest.depth(d), f"depth {d}") for d in selected}
         chain = [(s, job.source(s, f"segment {s.index}")) for s in manifest.segments] if settings.segments else []
         ranges = job.ranges(sources, chain)
@@ -88,12 +88,13 @@ def _state_feeds(src: Path, feeds: list[dict[str, np.ndarray]], names: list[str]
 class _Job:
     """One quantize run inside the staged bundle: what every graph of it shares."""
 
-    def __init__(self, stage: Path, manifest: BundleManifest, cal: Calibration, settings: QuantizeSettings,
+    def __init__(self, stage: Path, manifest: BundleManifest, data: Calibration, settings: QuantizeSettings,
                  engines: list[str]):
-        self.stage, self.manifest, self.cal, self.settings, self.engines = stage, manifest, cal, settings, engines
+        self.stage, self.manifest, self.data, self.settings, self.engines = stage, manifest, data, settings, engines
         self.input_name = manifest.input_name
-        self.ests = estimators(settings.calibration_method, settings.percentile, search=settings.range_search)
-        self.feeds = [{self.input_name: xb} for xb in cal.batches(equal=True)]
+        self.range_estimators = estimators(settings.calibration_method, settings.percentile,
+                                           search=settings.range_search)
+        self.feeds = [{self.input_name: xb} for xb in data.batches(equal=True)]
 
     def source(self, entry: DepthEntry | SegmentEntry, what: str) -> Path:
         art = entry.artifact("onnx", "fp32")
@@ -109,14 +110,14 @@ class _Job:
         if not supports_range_cache():
             return RangeTable(note="calibration not shared: this onnxruntime has no calibration_cache_path "
                                    "(needs >= 1.32)" if s.share_calibration else None)
-        return precompute_ranges(sources, chain, self.cal, self.ests, s.share_calibration, self.input_name)
+        return precompute_ranges(sources, chain, self.data, self.range_estimators, s.share_calibration, self.input_name)
 
     # ---- depths -------------------------------------------------------------------------------
     def candidates(self, d: int, src: Path, dst: Path, ranges: RangeTable) -> list[Candidate]:
         s = self.settings
         if s.method == "ort":
-            return ort_candidates(src, dst, self.ests, ranges.per_graph.get(f"d{d}"), self.feeds)
-        graphs = NncfGraphs(src, self.cal, s.max_drop, s.min_agreement, self.input_name)
+            return ort_candidates(src, dst, self.range_estimators, ranges.per_graph.get(f"d{d}"), self.feeds)
+        graphs = NncfGraphs(src, self.data, s.max_drop, s.min_agreement, self.input_name)
         return nncf_candidates(dst, graphs, s.range_search)
 
     def quantize_depth(self, d: int, src: Path, ranges: RangeTable, bar: Any) -> dict[str, Any]:
@@ -125,7 +126,7 @@ class _Job:
         entry = self.manifest.depth(d)
         dst = self.stage / "onnx" / f"depth_{d:03d}.int8.onnx"
         started = time.perf_counter()
-        judge = AccuracyCheck(src, self.cal, self.settings.max_drop, self.settings.min_agreement, self.engines,
+        judge = AccuracyCheck(src, self.data, self.settings.max_drop, self.settings.min_agreement, self.engines,
                               self.input_name)
         layers = quantizable_nodes(onnx.load(str(src)))
         candidates = self.candidates(d, src, dst, ranges)
@@ -151,7 +152,7 @@ class _Job:
 
     def _extra(self, candidates: list[Candidate], ranges: RangeTable) -> dict[str, Any]:
         """How the int8 graph was made, for the manifest (what it passed is added on shipping)."""
-        extra: dict[str, Any] = {"method": self.settings.method, "calib_size": len(self.cal.x_calib),
+        extra: dict[str, Any] = {"method": self.settings.method, "calib_size": len(self.data.x_calib),
                                  "calibration": "training split", "symmetric": True, "per_channel": True}
         if self.settings.method == "ort":
             extra.update(shared_calibration=ranges.shared, op_types=list(TRT_OP_TYPES))
@@ -203,7 +204,7 @@ class _Job:
         """ORT recipe from the precomputed ranges, else calibrated on `feeds`; True when shared."""
         graph_ranges = ranges.per_graph.get(f"s{seg.index}")
         if graph_ranges is not None:
-            ort_quantize(src, dst, ranges=graph_ranges[self.ests[0]])
+            ort_quantize(src, dst, ranges=graph_ranges[self.range_estimators[0]])
             return ranges.shared
         ort_quantize(src, dst, feeds=list(feeds), calibration=self.settings.calibration_method,
                      percentile=self.settings.percentile)
@@ -214,7 +215,7 @@ class _Job:
         """Each segment calibrates on the fp32 chain's states before it; the chain is scored at
         every segment's end, fp32 chain against int8 chain."""
         feeds = self.feeds
-        val32 = val8 = {self.input_name: self.cal.x_val}
+        fp32_feeds = int8_feeds = {self.input_name: self.data.x_val}
         rows = []
         for seg, src in chain:
             dst = self.stage / "segments" / f"{src.name[:-len('.onnx')]}.int8.onnx"
@@ -223,15 +224,16 @@ class _Job:
             seconds = time.perf_counter() - started
             nxt = self._next_inputs(seg)
             feeds = _state_feeds(src, feeds, nxt)
-            r32, r8 = reference_outputs(src, val32), reference_outputs(dst, val8)
-            s32, s8 = score(self.cal.task, r32[-1], self.cal.y_val), score(self.cal.task, r8[-1], self.cal.y_val)
-            val32, val8 = dict(zip(nxt, r32[:-1])), dict(zip(nxt, r8[:-1]))
+            fp32_out, int8_out = reference_outputs(src, fp32_feeds), reference_outputs(dst, int8_feeds)
+            fp32_score = score(self.data.task, fp32_out[-1], self.data.y_val)
+            int8_score = score(self.data.task, int8_out[-1], self.data.y_val)
+            fp32_feeds, int8_feeds = dict(zip(nxt, fp32_out[:-1])), dict(zip(nxt, int8_out[:-1]))
             issues = qdq_lint.errors(qdq_lint.lint(dst, TRT_LINT_VERSION))
             seg.set_artifact(Artifact.from_file(self.stage, dst, "onnx", "int8", extra={
-                "method": "ort", "shared_calibration": shared, "chain_fp32": s32, "chain_int8": s8,
+                "method": "ort", "shared_calibration": shared, "chain_fp32": fp32_score, "chain_int8": int8_score,
                 "tensorrt_compatible": not issues}))
-            rows.append({"segment": seg.index, "end_depth": seg.end_depth, "fp32": s32, "int8": s8,
-                         "drop": s32 - s8, "seconds": seconds})
+            rows.append({"segment": seg.index, "end_depth": seg.end_depth, "fp32": fp32_score, "int8": int8_score,
+                         "drop": fp32_score - int8_score, "seconds": seconds})
             if bar is not None:
                 bar.update(1)
         return rows
@@ -246,7 +248,7 @@ class _Job:
         return {
             "bundle": str(bundle_dir), "method": s.method, "max_drop": s.max_drop, "min_agreement": s.min_agreement,
             "max_float_fraction": s.max_float_fraction, "checked_engines": self.engines,
-            "metric": self.manifest.metric_name, "calib_size": len(self.cal.x_calib),
+            "metric": self.manifest.metric_name, "calib_size": len(self.data.x_calib),
             "calibration_data": "training split (never the validation split)",
             "calibration_method": s.calibration_method if s.method == "ort" else "nncf",
             "range_search": s.range_search, "shared_calibration": ranges.shared, "calibration_note": ranges.note,

@@ -32,6 +32,9 @@ SEARCH_ESTIMATORS: tuple[Estimator, ...] = (("percentile", 99.9), ("percentile",
 
 @dataclass
 class Calibration:
+    """The data quantize works on: calibration samples (a subset of the training split) and the
+    held-out split every score and agreement is measured on."""
+
     x_calib: np.ndarray  # training split subset
     x_val: np.ndarray
     y_val: np.ndarray
@@ -48,7 +51,8 @@ class Calibration:
             yield self.x_calib[i:i + self.batch]
 
 
-def load_calibration(manifest: BundleManifest, calib_size: int, seed: int = 0, dataset: str | None = None) -> Calibration:
+def load_calibration(manifest: BundleManifest, calib_size: int, seed: int = 0,
+                     dataset: str | None = None) -> Calibration:
     """Calibration = a deterministic subset of the TRAINING split; evaluation = validation split.
     `dataset` overrides the path recorded at training time (same seed and split)."""
     from ..data import load_dataset
@@ -216,10 +220,10 @@ def _percentile_range(hist: np.ndarray, amax: float, lo: float, hi: float, perce
     return max(left, lo), min(right, hi)
 
 
-def _min_max(cal: Calibration, tensors: TensorPass) -> tuple[dict[str, float], dict[str, float]]:
+def _min_max(data: Calibration, tensors: TensorPass) -> tuple[dict[str, float], dict[str, float]]:
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
-    for xb in cal.batches():
+    for xb in data.batches():
         for k, r in tensors(xb):
             lo.setdefault(k, np.inf)
             hi.setdefault(k, -np.inf)
@@ -229,21 +233,21 @@ def _min_max(cal: Calibration, tensors: TensorPass) -> tuple[dict[str, float], d
     return lo, hi
 
 
-def _abs_histograms(cal: Calibration, tensors: TensorPass, amax: dict[str, float], bins: int) -> dict[str, np.ndarray]:
+def _abs_histograms(data: Calibration, tensors: TensorPass, amax: dict[str, float], bins: int) -> dict[str, np.ndarray]:
     hist = {k: np.zeros(bins, np.int64) for k in amax}
-    for xb in cal.batches():
+    for xb in data.batches():
         for k, r in tensors(xb):
             if k in hist and amax[k] > 0:
                 hist[k] += np.histogram(np.abs(r), bins=bins, range=(0.0, amax[k]))[0]
     return hist
 
 
-def family_range_sets(graphs: list[tuple[Any, dict[str, str]]], cal: Calibration, input_name: str = "x",
-                      ests: list[Estimator] | None = None, bins: int = 2048) -> dict[Estimator, Ranges]:
+def family_range_sets(graphs: list[tuple[Any, dict[str, str]]], data: Calibration, input_name: str = "x",
+                      range_estimators: list[Estimator] | None = None, bins: int = 2048) -> dict[Estimator, Ranges]:
     """Calibration ranges {estimator: {key: (low, high)}} for every distinct float tensor of the
     merged family, for several estimators from the same passes: every percentile is read off one
     histogram per tensor, so searching estimators costs no extra pass over the data."""
-    ests = list(ests or [("percentile", 99.99)])
+    range_estimators = list(range_estimators or [("percentile", 99.99)])
     model, keys = family_graph(graphs, input_name)
     sess = cpu_session(model, optimize=False)  # ORT's calibrator runs with ORT_DISABLE_ALL too
     names = [o.name for o in sess.get_outputs()]
@@ -251,13 +255,13 @@ def family_range_sets(graphs: list[tuple[Any, dict[str, str]]], cal: Calibration
     def tensors(xb: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
         return zip([*keys, input_name], [*sess.run(names, {input_name: xb}), xb])
 
-    lo, hi = _min_max(cal, tensors)
+    lo, hi = _min_max(data, tensors)
     valid = [k for k in lo if np.isfinite(lo[k])]
-    result = {e: {k: (lo[k], hi[k]) for k in valid} for e in ests if e[0] == "minmax"}
-    percentiles = [e for e in ests if e[0] == "percentile"]
+    result = {e: {k: (lo[k], hi[k]) for k in valid} for e in range_estimators if e[0] == "minmax"}
+    percentiles = [e for e in range_estimators if e[0] == "percentile"]
     if percentiles:
         amax = {k: max(abs(lo[k]), abs(hi[k])) for k in valid}
-        hist = _abs_histograms(cal, tensors, amax, bins)
+        hist = _abs_histograms(data, tensors, amax, bins)
         for e in percentiles:
             result[e] = {k: _percentile_range(hist[k], amax[k], lo[k], hi[k], e[1]) for k in valid}
     return result
@@ -298,7 +302,8 @@ def _keyed_graphs(depth_graphs: dict[int, Path], segment_graphs: list[tuple[Segm
 
 
 def precompute_ranges(depth_graphs: dict[int, Path], segment_graphs: list[tuple[SegmentEntry, Path]],
-                      cal: Calibration, ests: list[Estimator], share: bool, input_name: str = "x") -> RangeTable:
+                      data: Calibration, range_estimators: list[Estimator], share: bool,
+                      input_name: str = "x") -> RangeTable:
     """Every estimator's ranges for every graph: from one pass over the merged family (share),
     or from one pass per depth graph (segments then calibrate on the chain's own inputs)."""
     try:
@@ -308,15 +313,16 @@ def precompute_ranges(depth_graphs: dict[int, Path], segment_graphs: list[tuple[
     started = time.perf_counter()
     table = RangeTable(shared=share)
     if share:
-        family = family_range_sets([(m, keys[k]) for k, m in models.items()], cal, input_name, ests)
-        table.per_graph = {k: {e: ranges_for(m, keys[k], family[e]) for e in ests} for k, m in models.items()}
-        table.timing.update(calibration_passes=1, distinct_tensors=len(family[ests[0]]))
+        family = family_range_sets([(m, keys[k]) for k, m in models.items()], data, input_name, range_estimators)
+        table.per_graph = {k: {e: ranges_for(m, keys[k], family[e]) for e in range_estimators}
+                           for k, m in models.items()}
+        table.timing.update(calibration_passes=1, distinct_tensors=len(family[range_estimators[0]]))
     else:
         for k, m in models.items():
             if k.startswith("d"):
-                own = family_range_sets([(m, keys[k])], cal, input_name, ests)
-                table.per_graph[k] = {e: ranges_for(m, keys[k], own[e]) for e in ests}
+                own = family_range_sets([(m, keys[k])], data, input_name, range_estimators)
+                table.per_graph[k] = {e: ranges_for(m, keys[k], own[e]) for e in range_estimators}
         table.timing["calibration_passes"] = len(table.per_graph)
     table.timing["calibration_s"] = time.perf_counter() - started
-    table.timing["graph_tensors"] = sum(len(r[ests[0]]) for r in table.per_graph.values())
+    table.timing["graph_tensors"] = sum(len(r[range_estimators[0]]) for r in table.per_graph.values())
     return table

@@ -151,22 +151,23 @@ class OrtCandidate(Candidate):
         self._quantize(excluded)
 
 
-def ort_candidates(src: Path, dst: Path, ests: list[Estimator], ranges: dict[Estimator, Ranges] | None,
+def ort_candidates(src: Path, dst: Path, range_estimators: list[Estimator], ranges: dict[Estimator, Ranges] | None,
                    feeds: list[dict[str, np.ndarray]]) -> list[Candidate]:
     """One candidate per estimator, in order; `ranges` None: each calibrates on `feeds`."""
-    return [OrtCandidate(src, dst, e, ranges=None if ranges is None else ranges[e], feeds=feeds) for e in ests]
+    return [OrtCandidate(src, dst, e, ranges=None if ranges is None else ranges[e], feeds=feeds)
+            for e in range_estimators]
 
 
 # ---------------------------------------------------------------------------------------------
 # NNCF
 # ---------------------------------------------------------------------------------------------
-def _nncf_inputs(nncf: Any, model: Any, cal: Calibration, input_name: str,
+def _nncf_inputs(nncf: Any, model: Any, data: Calibration, input_name: str,
                  range_estimator: str | None) -> tuple[Any, dict[str, Any], Any]:
     """NNCF's calibration data set, the options every recipe shares, and the advanced parameters."""
     from nncf.onnx.quantization.backend_parameters import BackendParameters
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
-    calib_items = [cal.x_calib[i:i + 1] for i in range(len(cal.x_calib))]
+    calib_items = [data.x_calib[i:i + 1] for i in range(len(data.x_calib))]
     options: dict[str, Any] = {"preset": nncf.QuantizationPreset.PERFORMANCE, "subset_size": len(calib_items)}
     # Only the inputs of Conv / Gemm / MatMul, as the onnxruntime recipe: NNCF would otherwise
     # also quantize the GloNet running sum at every Add.
@@ -182,18 +183,18 @@ def _nncf_inputs(nncf: Any, model: Any, cal: Calibration, input_name: str,
     return nncf.Dataset(calib_items, lambda a: {input_name: a}), options, advanced
 
 
-def _agreement_metric(nncf: Any, src: Path, cal: Calibration, min_agreement: float, input_name: str):
+def _agreement_metric(nncf: Any, src: Path, data: Calibration, min_agreement: float, input_name: str):
     """NNCF's validation data set and metric: the held-out score minus 10 x the shortfall of top-1
     agreement with fp32 below min_agreement, so NNCF's restorer enforces both criteria."""
-    ref = reference_outputs(src, {input_name: cal.x_val})[-1]
-    agree = cal.task == "classification" and ref.ndim == 2 and ref.shape[1] > 1
+    ref = reference_outputs(src, {input_name: data.x_val})[-1]
+    agree = data.task == "classification" and ref.ndim == 2 and ref.shape[1] > 1
     vb = 32
-    items = [(cal.x_val[i:i + vb], cal.y_val[i:i + vb], ref[i:i + vb]) for i in range(0, len(cal.x_val), vb)]
+    items = [(data.x_val[i:i + vb], data.y_val[i:i + vb], ref[i:i + vb]) for i in range(0, len(data.x_val), vb)]
 
     def item_metric(p: np.ndarray, yb: np.ndarray, rb: np.ndarray) -> float:
-        if cal.task != "classification":
+        if data.task != "classification":
             return -float(np.mean((p.reshape(yb.shape) - yb) ** 2))
-        return score(cal.task, p, yb) + (top1_agreement(p, rb) if agree else 0.0)
+        return score(data.task, p, yb) + (top1_agreement(p, rb) if agree else 0.0)
 
     def validation_fn(model: Any, batches: Any) -> tuple[float, list[float]]:
         sess = cpu_session(model)
@@ -205,7 +206,7 @@ def _agreement_metric(nncf: Any, src: Path, cal: Calibration, min_agreement: flo
             refs.append(rb)
             per_item.append(item_metric(p, yb, rb))
         pred, r = np.concatenate(preds), np.concatenate(refs)
-        metric = float(score(cal.task, pred, np.concatenate(ys)))
+        metric = float(score(data.task, pred, np.concatenate(ys)))
         if agree:
             metric -= 10.0 * max(0.0, float(min_agreement) - top1_agreement(pred, r))
         return metric, per_item
@@ -213,7 +214,7 @@ def _agreement_metric(nncf: Any, src: Path, cal: Calibration, min_agreement: flo
     return nncf.Dataset(items, lambda t: {input_name: t[0]}), validation_fn
 
 
-def nncf_quantize(src: Path, cal: Calibration, max_drop: float, min_agreement: float, input_name: str = "x",
+def nncf_quantize(src: Path, data: Calibration, max_drop: float, min_agreement: float, input_name: str = "x",
                   range_estimator: str | None = None) -> Any:
     """NNCF on the ONNX backend (PERFORMANCE preset, COMPRESS_WEIGHTS=False, only the inputs of
     Conv / Gemm / MatMul); returns NNCF's (uint8-capable) ModelProto. No range_estimator:
@@ -224,10 +225,10 @@ def nncf_quantize(src: Path, cal: Calibration, max_drop: float, min_agreement: f
     nncf = require("nncf", "quantize")
     logging.getLogger("nncf").setLevel(logging.ERROR)
     model = onnx.load(str(src))
-    calibration, options, advanced = _nncf_inputs(nncf, model, cal, input_name, range_estimator)
+    calibration, options, advanced = _nncf_inputs(nncf, model, data, input_name, range_estimator)
     if range_estimator:
         return nncf.quantize(model, calibration, advanced_parameters=advanced, **options)
-    validation, validation_fn = _agreement_metric(nncf, src, cal, min_agreement, input_name)
+    validation, validation_fn = _agreement_metric(nncf, src, data, min_agreement, input_name)
     return nncf.quantize_with_accuracy_control(
         model, calibration, validation, validation_fn, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
         advanced_quantization_parameters=advanced, **options)
@@ -237,13 +238,14 @@ class NncfGraphs:
     """NNCF's own graphs, each made once: "ac" (accuracy control) or a range estimator's name.
     The uint8 last resort reuses the accuracy-control graph."""
 
-    def __init__(self, src: Path, cal: Calibration, max_drop: float, min_agreement: float, input_name: str = "x"):
-        self.src, self.cal, self.max_drop, self.min_agreement, self.input_name = src, cal, max_drop, min_agreement, input_name
+    def __init__(self, src: Path, data: Calibration, max_drop: float, min_agreement: float, input_name: str = "x"):
+        self.src, self.data, self.input_name = src, data, input_name
+        self.max_drop, self.min_agreement = max_drop, min_agreement
         self._made: dict[str, Any] = {}
 
     def get(self, recipe: str) -> Any:
         if recipe not in self._made:
-            self._made[recipe] = nncf_quantize(self.src, self.cal, self.max_drop, self.min_agreement, self.input_name,
+            self._made[recipe] = nncf_quantize(self.src, self.data, self.max_drop, self.min_agreement, self.input_name,
                                                range_estimator=None if recipe == "ac" else recipe)
         return self._made[recipe]
 
