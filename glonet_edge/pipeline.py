@@ -11,7 +11,7 @@ leaves the previous outputs intact) — that is how a failed pipeline resumes.
     workdir = "glonet-out"
     [train]      model = "glonet-fc"  depth = 32  dataset = "digits"  epochs = 40 ...
     [export]     depths = "all"  segments = true
-    [quantize]   method = "ort"  calib_size = 512  max_drop = 0.005
+    [quantize]   method = "ort"  calib_size = 512  max_drop = 0.005   # any QuantizeSettings field
     [compile]    targets = ["openvino", "onnxruntime"]  precisions = ["fp32", "int8"]
     [profile]    targets = [...]  precisions = [...]  batches = [1, 8]  iterations = 50
     [simulate]   trace = "orin_nano_battery"  battery_wh = 99
@@ -26,13 +26,14 @@ import json
 import sys
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
 from .errors import ConfigError
 from .fileio import atomic_write_json, read_json, sha256_file
+from .quantize.settings import QuantizeSettings
 
 STAGES = ("train", "export", "quantize", "compile", "profile", "simulate", "report")
 STATE_FILE = "pipeline_state.json"
@@ -43,7 +44,7 @@ _KNOWN_KEYS: dict[str, set[str]] = {
     "train": {"model", "depth", "width", "dataset", "epochs", "batch_size", "lr", "optimizer", "schedule",
               "weight_decay", "cut_loss", "seed", "val_fraction", "device", "options"},
     "export": {"depths", "segments", "opset", "shared_weights"},
-    "quantize": {"method", "calib_size", "max_drop", "segments"},
+    "quantize": set(QuantizeSettings.field_names()),
     "compile": {"targets", "precisions", "device", "segments"},
     "profile": {"targets", "precisions", "batches", "iterations", "warmup"},
     "simulate": {"trace", "battery_wh", "target", "precision", "rate_hz", "cost_model"},
@@ -51,13 +52,21 @@ _KNOWN_KEYS: dict[str, set[str]] = {
 }
 
 
+_ANNOTATION_KINDS = {"str": "str", "str | None": "str", "int": "int", "float": "number", "bool": "bool"}
+
+
+def _setting_kinds(settings_class: type) -> dict[str, str]:
+    """{field: value kind} of a settings dataclass, read off its (string) annotations."""
+    return {f.name: _ANNOTATION_KINDS[f.type] for f in fields(settings_class)}
+
+
 # Value types, checked when the config is read so a typo fails now, not after a long train pass.
 _KEY_TYPES: dict[str, str] = {
-    **dict.fromkeys(("workdir", "model", "dataset", "optimizer", "schedule", "device", "method", "trace", "target",
+    **_setting_kinds(QuantizeSettings),
+    **dict.fromkeys(("workdir", "model", "dataset", "optimizer", "schedule", "device", "trace", "target",
                      "precision", "cost_model", "out"), "str"),
-    **dict.fromkeys(("depth", "width", "epochs", "batch_size", "seed", "opset", "calib_size", "iterations", "warmup"),
-                    "int"),
-    **dict.fromkeys(("lr", "weight_decay", "cut_loss", "val_fraction", "max_drop", "battery_wh", "rate_hz"), "number"),
+    **dict.fromkeys(("depth", "width", "epochs", "batch_size", "seed", "opset", "iterations", "warmup"), "int"),
+    **dict.fromkeys(("lr", "weight_decay", "cut_loss", "val_fraction", "battery_wh", "rate_hz"), "number"),
     **dict.fromkeys(("segments", "shared_weights"), "bool"),
     **dict.fromkeys(("targets", "precisions"), "list[str]"),
     "batches": "list[int]", "depths": "depths", "options": "table",
@@ -235,13 +244,12 @@ class Pipeline:
                 f", {len(manifest.segments)} segments"), {"bundle": str(self.bundle_dir)}
 
     def _stage_quantize(self, cfg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        from .export.quantize import quantize_bundle
+        from .quantize import quantize_bundle
 
-        result = quantize_bundle(self.bundle_dir, method=cfg.get("method", "ort"),
-                                 calib_size=int(cfg.get("calib_size", 512)), max_drop=float(cfg.get("max_drop", 0.005)),
-                                 segments=bool(cfg.get("segments", False)), progress=self.progress)
+        settings = QuantizeSettings(**cfg)
+        result = quantize_bundle(self.bundle_dir, settings, progress=self.progress)
         rejected = result.get("rejected") or {}
-        return (f"int8 ({cfg.get('method', 'ort')}) for {len(result.get('depths', []))} depths"
+        return (f"int8 ({settings.method}) for {len(result.get('depths', []))} depths"
                 + (f", {len(rejected)} rejected" if rejected else "")), {}
 
     def _stage_compile(self, cfg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -267,13 +275,14 @@ class Pipeline:
         return f"latency per depth for {', '.join(done)}", {}
 
     def _stage_simulate(self, cfg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        from .runtime.policy import DEFAULT_COST_MODEL
         from .runtime.simulate import simulate_bundle
 
         out = self.workdir / "simulate"
         result = simulate_bundle(self.bundle_dir, cfg.get("trace", "orin_nano_battery"), out,
                                  battery_wh=cfg.get("battery_wh"), target=cfg.get("target", "onnxruntime"),
                                  precision=cfg.get("precision", "fp32"), rate_hz=cfg.get("rate_hz"),
-                                 cost_model=cfg.get("cost_model", "orin-nano-cpu"))
+                                 cost_model=cfg.get("cost_model", DEFAULT_COST_MODEL))
         cmp = result.get("comparison") or {}
         ratio = cmp.get("per_charge_ratio_vs_full_depth", cmp.get("inferences_ratio_vs_full_depth"))
         summary = (f"power-aware {ratio:.2f}x the inferences of full depth, "

@@ -76,3 +76,18 @@ def test_config_errors_name_the_problem(tmp_path):
         PipelineConfig.from_toml(bad)
     demo = PipelineConfig.from_toml(DEMO_CONFIG, workdir=tmp_path / "demo")
     assert demo.stages() == ["train", "export", "quantize", "compile", "profile", "simulate", "report"]
+
+
+def test_quantize_section_takes_every_quantize_setting(tmp_path):
+    """[quantize] keys and their value types are QuantizeSettings' fields, not a copy of them."""
+    from dataclasses import asdict
+
+    from glonet_edge.quantize import QuantizeSettings
+
+    every = asdict(QuantizeSettings(dataset="digits", range_search=False))
+    cfg = PipelineConfig.from_dict({"train": {}, "export": {}, "quantize": every}, tmp_path)
+    assert QuantizeSettings(**cfg.sections["quantize"]) == QuantizeSettings(dataset="digits", range_search=False)
+    with pytest.raises(ConfigError, match=r"\[quantize\] min_agreement must be a number"):
+        PipelineConfig.from_dict({"train": {}, "export": {}, "quantize": {"min_agreement": "high"}}, tmp_path)
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['max_dorp'\] in \[quantize\]"):
+        PipelineConfig.from_dict({"train": {}, "export": {}, "quantize": {"max_dorp": 0.01}}, tmp_path)

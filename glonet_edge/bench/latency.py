@@ -64,7 +64,7 @@ def build_cnn_bundle(out: Path, depth: int, threads: int) -> Path:
     import numpy as np
 
     from ..export import export_bundle
-    from ..export.quantize import quantize_bundle
+    from ..quantize import QuantizeSettings, quantize_bundle
     from ..targets.compile import compile_bundle
     from ..train.trainer import TrainSettings, train_run
 
@@ -75,7 +75,7 @@ def build_cnn_bundle(out: Path, depth: int, threads: int) -> Path:
     run, bundle = out / "cnn_run", out / "cnn_bundle"
     train_run("glonet-cnn", depth, str(data), run, settings=TrainSettings(epochs=1), progress=False)
     export_bundle(run, bundle, depths="all", progress=False)
-    quantize_bundle(bundle, method="ort", calib_size=64, progress=False)
+    quantize_bundle(bundle, QuantizeSettings(method="ort", calib_size=64), progress=False)
     for target in ("onnxruntime", "openvino"):
         compile_bundle(bundle, target, precisions=["fp32", "int8"], progress=False, threads=threads)
     return bundle

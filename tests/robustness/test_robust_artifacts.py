@@ -304,9 +304,9 @@ def test_export_over_a_bundle_with_an_outward_symlink_leaves_the_target_alone(fc
 
 def _writer(stage: str, bundle: Path):
     if stage == "quantize":
-        from glonet_edge.export.quantize import quantize_bundle
+        from glonet_edge.quantize import QuantizeSettings, quantize_bundle
 
-        return lambda: quantize_bundle(bundle, calib_size=64, progress=False)
+        return lambda: quantize_bundle(bundle, QuantizeSettings(calib_size=64), progress=False)
     pytest.importorskip("openvino")
     from glonet_edge.targets.compile import compile_bundle
 

@@ -144,16 +144,16 @@ def test_export_into_a_new_directory_leaves_nothing_on_failure(fc_run, tmp_path,
 
 # ---- quantize -------------------------------------------------------------------------------------------
 def _quantize(bundle: Path):
-    from glonet_edge.export.quantize import quantize_bundle
+    from glonet_edge.quantize import QuantizeSettings, quantize_bundle
 
-    return quantize_bundle(bundle, calib_size=64, segments=True, progress=False)
+    return quantize_bundle(bundle, QuantizeSettings(calib_size=64, segments=True), progress=False)
 
 
 QUANTIZE_FAULTS = {
     "exception recording depth 4": ("glonet_edge.manifest.Artifact", "from_file", 4, Injected("mid-quantize")),
-    "ENOSPC writing int8 graph 3": ("glonet_edge.export.quantize", "ort_quantize", 3, ENOSPC),
+    "ENOSPC writing int8 graph 3": ("glonet_edge.quantize.recipes", "ort_quantize", 3, ENOSPC),
     "ENOSPC in the atomic write helper": ("glonet_edge.fileio", "atomic_write_bytes", 1, ENOSPC),
-    "Ctrl-C scoring a graph": ("glonet_edge.export.quantize", "evaluate", 6, KeyboardInterrupt()),
+    "Ctrl-C scoring a graph": ("glonet_edge.quantize.accuracy", "engine_outputs", 6, KeyboardInterrupt()),
 }
 
 

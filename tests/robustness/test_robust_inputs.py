@@ -77,11 +77,11 @@ class OvReference:
 def int8_bundle(fc_served_bundle, tmp_path_factory):
     import shutil
 
-    from glonet_edge.export.quantize import quantize_bundle
+    from glonet_edge.quantize import QuantizeSettings, quantize_bundle
 
     dst = tmp_path_factory.mktemp("robust-int8") / "fc8"
     shutil.copytree(fc_served_bundle, dst)
-    quantize_bundle(dst, calib_size=128, progress=False)
+    quantize_bundle(dst, QuantizeSettings(calib_size=128), progress=False)
     return dst
 
 

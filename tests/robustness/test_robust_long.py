@@ -57,7 +57,7 @@ def test_export_killed_at_random_moments(fc_run, bundle_copy, x_val, ort_referen
 def test_readers_while_a_writer_swaps_the_bundle(fc_run, bundle_copy, x_val, ort_reference):
     from glonet_edge.errors import GlonetError
     from glonet_edge.export import export_bundle
-    from glonet_edge.export.quantize import quantize_bundle
+    from glonet_edge.quantize import QuantizeSettings, quantize_bundle
     from glonet_edge.runtime import Runtime
 
     seconds = float(os.environ.get("GLONET_LOAD_SECONDS", 60))
@@ -91,7 +91,7 @@ def test_readers_while_a_writer_swaps_the_bundle(fc_run, bundle_copy, x_val, ort
         k = 0
         while not stop.is_set():
             if k % 2:
-                quantize_bundle(bundle_copy, calib_size=64, progress=False)
+                quantize_bundle(bundle_copy, QuantizeSettings(calib_size=64), progress=False)
             else:
                 export_bundle(fc_run, bundle_copy, depths="all", progress=False)
             k += 1

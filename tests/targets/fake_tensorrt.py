@@ -107,7 +107,7 @@ def make_fake_trt(version: str = "10.3.0", cudart=None, dla_cores: int = 0, fail
         def parse_from_file(self, path):
             import onnx
 
-            from glonet_edge.targets import qdq_lint
+            from glonet_edge.quantize import qdq_lint
 
             if major < 10 and not (self.network.flags & 1 << 0):
                 self.errors.append(ParserError("implicit batch networks are not supported by the ONNX parser"))

@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 import pytest
-from targets_helpers import no_staging_left, tree_digest
+from bundle_helpers import no_staging_left, tree_digest
 
 from glonet_edge.data import load_dataset
 from glonet_edge.errors import ArtifactError, ConfigError

@@ -39,7 +39,7 @@ def test_targets_import_no_heavy_libraries():
         from glonet_edge.targets import get_target
         for n in T.list_targets():
             get_target(n)
-        import glonet_edge.targets.profile, glonet_edge.targets.qdq_lint
+        import glonet_edge.targets.profile
         bad = [m for m in ("torch", "onnx", "nncf", "tensorrt", "openvino", "onnxruntime") if m in sys.modules]
         print(",".join(bad))
     """)
@@ -79,11 +79,11 @@ def test_missing_library_names_the_extra(name, extra, monkeypatch, tmp_path):
 
 
 def test_missing_nncf_for_quantize(fc_bundle, monkeypatch):
-    from glonet_edge.export.quantize import quantize_bundle
+    from glonet_edge.quantize import QuantizeSettings, quantize_bundle
 
     monkeypatch.setitem(sys.modules, "nncf", None)
     with pytest.raises(MissingDependencyError, match=r"glonet-edge\[quantize\]"):
-        quantize_bundle(fc_bundle, method="nncf", progress=False)
+        quantize_bundle(fc_bundle, QuantizeSettings(method="nncf"), progress=False)
 
 
 def test_feed_checks_and_missing_files(fc_bundle):

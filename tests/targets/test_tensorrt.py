@@ -194,12 +194,13 @@ def test_parser_errors_are_listed(fake_trt, fc_bundle, tmp_path):
     fake_trt("8.5.2")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from glonet_edge.export import quantize as Q
+    from glonet_edge.quantize.calibration import load_calibration
+    from glonet_edge.quantize.recipes import FeedReader
 
     src = fc_bundle / "onnx" / "depth_004.onnx"
     bad = tmp_path / "u8.onnx"
-    cal = Q.load_calibration(BundleManifest.load(fc_bundle), 32)
-    quantize_static(str(src), str(bad), Q._Reader([{"x": b} for b in cal.batches()]), quant_format=QuantFormat.QDQ,
+    cal = load_calibration(BundleManifest.load(fc_bundle), 32)
+    quantize_static(str(src), str(bad), FeedReader([{"x": b} for b in cal.batches()]), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax)
     with pytest.raises(ArtifactError, match="cannot parse u8.onnx:(.|\\n)*int8"):
@@ -456,11 +457,12 @@ def test_parser_error_hints_match_precision_and_version(fake_trt, fc_bundle, tmp
     """#12: the quantize hint only for int8, the opset <= 17 hint only on TRT 8.x."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from glonet_edge.export import quantize as Q
+    from glonet_edge.quantize.calibration import load_calibration
+    from glonet_edge.quantize.recipes import FeedReader
 
     bad = tmp_path / "u8.onnx"
-    cal = Q.load_calibration(BundleManifest.load(fc_bundle), 32)
-    quantize_static(str(fc_bundle / "onnx" / "depth_001.onnx"), str(bad), Q._Reader([{"x": b} for b in cal.batches()]),
+    cal = load_calibration(BundleManifest.load(fc_bundle), 32)
+    quantize_static(str(fc_bundle / "onnx" / "depth_001.onnx"), str(bad), FeedReader([{"x": b} for b in cal.batches()]),
                     quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax)
     for version, precision, quant_hint, opset_hint in (("8.5.2", "fp32", False, True), ("10.3.0", "fp32", False, False),

@@ -209,7 +209,7 @@ def serialize(trt: Any, builder: Any, network: Any, config: Any, source_name: st
     if plan is None:  # TensorRT reports a failed build by returning None, not by raising
         raise ArtifactError(f"TensorRT {trt.__version__} failed to build an engine for {source_name} ({precision}); "
                             "see the TensorRT log above (unsupported layer, workspace too small, or a QDQ placement it "
-                            "has no int8 kernel for: lint the graph with glonet_edge.targets.qdq_lint)")
+                            "has no int8 kernel for: lint the graph with glonet_edge.quantize.qdq_lint)")
     return bytes(memoryview(plan))
 
 

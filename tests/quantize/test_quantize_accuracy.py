@@ -15,17 +15,18 @@ import pytest
 from glonet_edge.cli import main
 from glonet_edge.data import load_dataset
 from glonet_edge.errors import ConfigError
-from glonet_edge.export import quantize as Q
 from glonet_edge.manifest import BundleManifest
-from glonet_edge.targets import qdq_lint
+from glonet_edge.quantize import QuantizeSettings, accuracy, qdq_lint, qdq_rewrite, quantize_bundle
+from glonet_edge.quantize.calibration import estimators, load_calibration
+from glonet_edge.quantize.recipes import ort_quantize
 
 pytest.importorskip("onnxruntime.quantization")
 
 
 @pytest.fixture
-def bundle(fc_bundle, tmp_path) -> Path:
+def bundle(fc_served_bundle, tmp_path) -> Path:
     dst = tmp_path / "fc8"
-    shutil.copytree(fc_bundle, dst)
+    shutil.copytree(fc_served_bundle, dst)
     return dst
 
 
@@ -51,7 +52,7 @@ def _engine_outputs(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def test_every_shipped_depth_meets_drop_and_agreement_on_every_engine(bundle):
-    result = Q.quantize_bundle(bundle, calib_size=256, depths=[1, 2, 8], progress=False)
+    result = quantize_bundle(bundle, QuantizeSettings(calib_size=256), depths=[1, 2, 8], progress=False)
     assert result["min_agreement"] == 0.99 and "onnxruntime" in result["checked_engines"]
     m = BundleManifest.load(bundle)
     m.verify(bundle)
@@ -68,7 +69,7 @@ def test_every_shipped_depth_meets_drop_and_agreement_on_every_engine(bundle):
             continue
         art = e.artifact("onnx", "int8")
         assert set(art.extra["accuracy_checks"]) == set(result["checked_engines"])
-        assert len(art.extra.get("float_nodes", [])) <= Q.float_budget(row["layers"], 0.5)
+        assert len(art.extra.get("float_nodes", [])) <= accuracy.float_budget(row["layers"], 0.5)
         fp32_path = e.artifact("onnx", "fp32").resolve(bundle)
         ref = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[-1]
         fp32 = float(np.mean(np.argmax(ref, 1) == y))
@@ -85,29 +86,33 @@ def test_every_shipped_depth_meets_drop_and_agreement_on_every_engine(bundle):
 def test_agreement_below_the_floor_falls_back_then_rejects(bundle, monkeypatch):
     """A judge that never sees enough agreement: layers go back to float up to the budget, then
     the depth is rejected with the agreement named in the reason, and nothing is shipped."""
-    real = Q.AccuracyCheck.agreement
-    monkeypatch.setattr(Q.AccuracyCheck, "agreement", lambda self, y: min(real(self, y), 0.9))
-    result = Q.quantize_bundle(bundle, calib_size=128, depths=[4], progress=False, engines="onnxruntime")
+    real = accuracy.AccuracyCheck.agreement
+    monkeypatch.setattr(accuracy.AccuracyCheck, "agreement", lambda self, y: min(real(self, y), 0.9))
+    result = quantize_bundle(bundle, QuantizeSettings(calib_size=128, engines="onnxruntime"), depths=[4], progress=False)
     row = result["depths"][0]
     e = BundleManifest.load(bundle).depth(4)
     assert row["status"] == "rejected" and "top-1 agreement with fp32 0.9000 < 0.99" in e.rejected["int8"]
     assert e.artifact("onnx", "int8") is None and not (bundle / "onnx" / "depth_004.int8.onnx").exists()
     assert e.metrics["int8"]["agreement"] == 0.9
     # every estimator tried as made, then each with the float fallback up to the budget
-    budget = Q.float_budget(row["layers"], 0.5)
-    assert len(row["attempts"]) == 2 * len(Q.estimators(search=True))
+    budget = accuracy.float_budget(row["layers"], 0.5)
+    assert len(row["attempts"]) == 2 * len(estimators(search=True))
     assert max(a["float_layers"] for a in row["attempts"]) == budget
 
 
 def test_an_engine_that_cannot_run_a_graph_rejects_the_depth_not_the_run(bundle, monkeypatch):
     pytest.importorskip("openvino")
 
-    def broken(*a, **k):
-        raise RuntimeError("simulated OpenVINO compile failure")
+    real = accuracy.engine_outputs
 
-    monkeypatch.setattr(Q, "_openvino_outputs", broken)
-    result = Q.quantize_bundle(bundle, calib_size=128, depths=[4], progress=False, engines="onnxruntime,openvino",
-                               range_search=False, max_float_fraction=0.0)
+    def broken(engine, *a, **k):
+        if engine == "openvino":
+            raise RuntimeError("simulated OpenVINO compile failure")
+        return real(engine, *a, **k)
+
+    monkeypatch.setattr(accuracy, "engine_outputs", broken)
+    settings = QuantizeSettings(calib_size=128, engines="onnxruntime,openvino", range_search=False, max_float_fraction=0.0)
+    result = quantize_bundle(bundle, settings, depths=[4], progress=False)
     (row,) = result["depths"]
     e = BundleManifest.load(bundle).depth(4)
     assert row["status"] == "rejected" and "openvino: cannot run this graph" in e.rejected["int8"]
@@ -115,10 +120,10 @@ def test_an_engine_that_cannot_run_a_graph_rejects_the_depth_not_the_run(bundle,
 
 
 def test_no_search_and_no_fallback_is_the_plain_recipe(bundle, monkeypatch):
-    real = Q.AccuracyCheck.agreement
-    monkeypatch.setattr(Q.AccuracyCheck, "agreement", lambda self, y: min(real(self, y), 0.9))
-    result = Q.quantize_bundle(bundle, calib_size=128, depths=[4], progress=False, engines="onnxruntime",
-                               range_search=False, max_float_fraction=0.0)
+    real = accuracy.AccuracyCheck.agreement
+    monkeypatch.setattr(accuracy.AccuracyCheck, "agreement", lambda self, y: min(real(self, y), 0.9))
+    settings = QuantizeSettings(calib_size=128, engines="onnxruntime", range_search=False, max_float_fraction=0.0)
+    result = quantize_bundle(bundle, settings, depths=[4], progress=False)
     assert [a["float_layers"] for a in result["depths"][0]["attempts"]] == [0]
     assert result["depths"][0]["status"] == "rejected"
 
@@ -127,18 +132,18 @@ def test_keep_float_is_ort_nodes_to_exclude(bundle, tmp_path):
     """Keeping a node float by graph surgery (what the fallback ranks with, and all NNCF can use)
     gives exactly the graph onnxruntime's nodes_to_exclude gives."""
     src = bundle / "onnx" / "depth_004.onnx"
-    cal = Q.load_calibration(BundleManifest.load(bundle), 128)
+    cal = load_calibration(BundleManifest.load(bundle), 128)
     feeds = [{"x": b} for b in cal.batches(equal=True)]
     full, excl = tmp_path / "full.onnx", tmp_path / "excl.onnx"
-    nodes = Q.quantizable_nodes(onnx.load(str(src)))
-    Q.ort_quantize(src, full, feeds=list(feeds), calibration="minmax")
-    assert [n for n in Q.quantized_consumers(onnx.load(str(full))) if n in nodes] == nodes
+    nodes = qdq_rewrite.quantizable_nodes(onnx.load(str(src)))
+    ort_quantize(src, full, feeds=list(feeds), calibration="minmax")
+    assert [n for n in qdq_rewrite.quantized_consumers(onnx.load(str(full))) if n in nodes] == nodes
     chosen = [nodes[0], nodes[-1]]  # first and last layer
-    Q.ort_quantize(src, excl, feeds=list(feeds), calibration="minmax", nodes_to_exclude=chosen)
-    surgery = Q.keep_float(onnx.load(str(full)), chosen)
-    assert Q.float_layers(surgery, nodes) == chosen
-    a = Q.predict(surgery, {"x": cal.x_val})[-1]
-    b = Q.predict(excl, {"x": cal.x_val})[-1]
+    ort_quantize(src, excl, feeds=list(feeds), calibration="minmax", nodes_to_exclude=chosen)
+    surgery = qdq_rewrite.keep_float(onnx.load(str(full)), chosen)
+    assert qdq_rewrite.float_layers(surgery, nodes) == chosen
+    a = accuracy.reference_outputs(surgery, {"x": cal.x_val})[-1]
+    b = accuracy.reference_outputs(excl, {"x": cal.x_val})[-1]
     np.testing.assert_array_equal(a, b)
     assert sorted(n.op_type for n in surgery.graph.node) == sorted(n.op_type for n in onnx.load(str(excl)).graph.node)
     assert qdq_lint.errors(qdq_lint.lint(surgery, "8.5")) == []
@@ -162,11 +167,11 @@ def test_keep_float_undoes_clamps_and_int8_constants():
          numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([0.5, 0.25], np.float32), "ws"),
          numpy_helper.from_array(np.zeros(2, np.int8), "wz")])
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    assert Q.quantized_consumers(model) == ["mm"]
-    out = Q.keep_float(model, ["mm"])
+    assert qdq_rewrite.quantized_consumers(model) == ["mm"]
+    out = qdq_rewrite.keep_float(model, ["mm"])
     assert [n.op_type for n in out.graph.node] == ["MatMul"] and out.graph.node[0].input[0] == "x"
     x = np.array([[-1.0, 2.0]], np.float32)
-    np.testing.assert_allclose(Q.predict(out, {"x": x})[0], x @ (w * np.array([0.5, 0.25], np.float32)))
+    np.testing.assert_allclose(accuracy.reference_outputs(out, {"x": x})[0], x @ (w * np.array([0.5, 0.25], np.float32)))
 
 
 class _Judge:
@@ -180,52 +185,54 @@ class _Judge:
         name, excl = self.current
         self.graphs.append((name, excl))
         good = len(self.needed.get(name, set()) & set(excl)) >= self.need
-        return Q.Check({"onnxruntime": {"score": 0.9, "agreement": 0.995 if good else 0.9}},
+        return accuracy.Check({"onnxruntime": {"score": 0.9, "agreement": 0.995 if good else 0.9}},
                        [] if good else ["agreement"], 0.0 if good else 0.09)
 
     def rank(self, base, nodes):
         return sorted(nodes, key=lambda n: n not in self.needed.get(base["name"], set()))
 
 
-def _candidate(judge, name, tensorrt=True):
-    def make():  # like the onnxruntime recipe, make() writes the graph itself
-        judge.current = (name, ())
-        return {"name": name}
+class _Candidate(accuracy.Candidate):
+    """A recipe whose graphs exist only as what the _Judge sees: (name, layers in float)."""
 
-    def build(base, excl):
-        judge.current = (name, tuple(excl))
+    def __init__(self, judge, name, tensorrt=True):
+        super().__init__(name, Path("unused"), tensorrt)
+        self.judge = judge
 
-    return Q.Candidate(name, make, Path("unused"), build=build, tensorrt=tensorrt)
+    def write(self, excluded):
+        if self.base is None:
+            self.base = {"name": self.name}
+        self.judge.current = (self.name, tuple(excluded))
 
 
 def test_control_accuracy_order_budget_and_tensorrt_preference(monkeypatch):
     layers = [f"l{i}" for i in range(8)]  # budget: 4
-    monkeypatch.setattr(Q, "quantized_consumers", lambda base: [n for n in layers if n not in base.get("float", [])])
-    monkeypatch.setattr(Q, "float_layers", lambda base, ls: [n for n in ls if n in base.get("float", [])])
+    monkeypatch.setattr(accuracy, "quantized_consumers", lambda base: [n for n in layers if n not in base.get("float", [])])
+    monkeypatch.setattr(accuracy, "float_layers", lambda base, ls: [n for n in ls if n in base.get("float", [])])
     judge = _Judge({"a": {"l0", "l7"}, "uint8": set()}, need=2)
-    cands = [_candidate(judge, "uint8", tensorrt=False), _candidate(judge, "a"), _candidate(judge, "b")]
-    out = Q.control_accuracy(cands, judge, layers, 0.5)
+    cands = [_Candidate(judge, "uint8", tensorrt=False), _Candidate(judge, "a"), _Candidate(judge, "b")]
+    out = accuracy.control_accuracy(cands, judge, layers, 0.5)
     assert out.ok and out.candidate.name == "a" and sorted(out.excluded) == ["l0", "l7"]
     # TensorRT-safe candidates as made first, then their fallback; the uint8 one never needed
     assert [g[0] for g in judge.graphs][:2] == ["a", "b"] and "uint8" not in [g[0] for g in judge.graphs]
     # nothing reachable within the budget: rejected, never more than the budget in float
     judge = _Judge({"a": {"l0", "l1", "l2", "l3", "l4"}}, need=5)
-    out = Q.control_accuracy([_candidate(judge, "a")], judge, layers, 0.5)
-    assert not out.ok and max(len(e) for _, e in judge.graphs) == Q.float_budget(8, 0.5) == 4
+    out = accuracy.control_accuracy([_Candidate(judge, "a")], judge, layers, 0.5)
+    assert not out.ok and max(len(e) for _, e in judge.graphs) == accuracy.float_budget(8, 0.5) == 4
 
 
 def test_float_budget():
-    assert Q.float_budget(8, 0.5) == 4 and Q.float_budget(3, 0.5) == 2 and Q.float_budget(2, 0.5) == 1
-    assert Q.float_budget(1, 0.5) == 0 and Q.float_budget(10, 0.0) == 0 and Q.float_budget(4, 1.0) == 3
+    assert accuracy.float_budget(8, 0.5) == 4 and accuracy.float_budget(3, 0.5) == 2 and accuracy.float_budget(2, 0.5) == 1
+    assert accuracy.float_budget(1, 0.5) == 0 and accuracy.float_budget(10, 0.0) == 0 and accuracy.float_budget(4, 1.0) == 3
 
 
 def test_bad_arguments_and_cli(bundle, capsys):
     with pytest.raises(ConfigError, match="min-agreement"):
-        Q.quantize_bundle(bundle, min_agreement=99, progress=False)
+        quantize_bundle(bundle, QuantizeSettings(min_agreement=99), progress=False)
     with pytest.raises(ConfigError, match="max-float-fraction"):
-        Q.quantize_bundle(bundle, max_float_fraction=-0.1, progress=False)
+        quantize_bundle(bundle, QuantizeSettings(max_float_fraction=-0.1), progress=False)
     with pytest.raises(ConfigError, match="unknown engine 'tensorrt'"):
-        Q.quantize_bundle(bundle, engines="onnxruntime,tensorrt", progress=False)
+        quantize_bundle(bundle, QuantizeSettings(engines="onnxruntime,tensorrt"), progress=False)
     assert main(["quantize", str(bundle), "--min-agreement", "1.5"]) == 2
     assert "min-agreement" in capsys.readouterr().err
     assert main(["quantize", str(bundle), "--depths", "2", "--calib-size", "128", "--min-agreement", "0.98",

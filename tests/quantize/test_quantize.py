@@ -9,12 +9,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
-from targets_helpers import no_staging_left, tree_digest
+from bundle_helpers import no_staging_left, tree_digest
 
 from glonet_edge.errors import ConfigError
-from glonet_edge.export import quantize as Q
 from glonet_edge.manifest import BundleManifest
-from glonet_edge.targets import qdq_lint
+from glonet_edge.quantize import QuantizeSettings, accuracy, calibration, qdq_lint, qdq_rewrite, quantize_bundle, recipes
 
 MAX_DROP = 0.005  # 0.5 points
 
@@ -63,14 +62,14 @@ def test_int8_graphs_pass_tensorrt_lint(family, fc_int8_bundle_src, cnn_int8_bun
 
 def test_calibration_uses_training_split_only(fc_bundle):
     m = BundleManifest.load(fc_bundle)
-    cal = Q.load_calibration(m, 300)
+    cal = calibration.load_calibration(m, 300)
     from glonet_edge.data import load_dataset
 
     d = load_dataset("digits", seed=0, val_fraction=0.2)
     train_rows = {r.tobytes() for r in d.x_train}
     assert len(cal.x_calib) == 300 and all(r.tobytes() in train_rows for r in cal.x_calib)
     assert cal.x_val.shape == d.x_val.shape and np.array_equal(cal.y_val, d.y_val)
-    assert np.array_equal(Q.load_calibration(m, 300).x_calib, cal.x_calib)  # deterministic
+    assert np.array_equal(calibration.load_calibration(m, 300).x_calib, cal.x_calib)  # deterministic
 
 
 def _scales(path):
@@ -85,9 +84,9 @@ def test_shared_calibration_equals_per_graph_calibration(family, _bundle_cache, 
     shared, single = tmp_path / "shared", tmp_path / "single"
     shutil.copytree(src, shared)
     shutil.copytree(src, single)
-    r1 = Q.quantize_bundle(shared, calib_size=256, segments=True, progress=False, max_drop=1.0)
-    r2 = Q.quantize_bundle(single, calib_size=256, segments=True, progress=False, max_drop=1.0,
-                           share_calibration=False)
+    r1 = quantize_bundle(shared, QuantizeSettings(calib_size=256, segments=True, max_drop=1.0), progress=False)
+    r2 = quantize_bundle(single, QuantizeSettings(calib_size=256, segments=True, max_drop=1.0, share_calibration=False),
+                         progress=False)
     assert r1["shared_calibration"] and r1["timing"]["calibration_passes"] == 1
     assert not r2["shared_calibration"] and r2["timing"]["calibration_passes"] == len(r2["depths"])
     # fewer distinct tensors than graph tensors: the family really shares them
@@ -104,7 +103,7 @@ def test_structural_keys_do_not_trust_tensor_names(cnn_bundle):
     graph uses for s_3: names collide, keys must not."""
     d1 = onnx.load(str(cnn_bundle / "onnx" / "depth_001.onnx"))
     d6 = onnx.load(str(cnn_bundle / "onnx" / "depth_006.onnx"))
-    k1, k6 = Q.structural_keys(d1, {"x": "x"}), Q.structural_keys(d6, {"x": "x"})
+    k1, k6 = calibration.structural_keys(d1, {"x": "x"}), calibration.structural_keys(d6, {"x": "x"})
     same_name = [n for n in k1 if n in k6 and not n.startswith(("net.", "onnx::")) and n != "x"]
     assert any(k1[n] != k6[n] for n in same_name), "expected a name collision with different values"
     # the stem is the same computation in both graphs
@@ -113,14 +112,13 @@ def test_structural_keys_do_not_trust_tensor_names(cnn_bundle):
 
 
 def test_rejected_depth_is_recorded_and_not_shipped(fc_bundle, monkeypatch):
-    real = Q.evaluate
+    real = accuracy.engine_outputs
 
-    def pessimistic(model, cal, input_name="x"):  # int8 graphs score 10 points lower
-        score = real(model, cal, input_name)
-        return score - 0.1 if "int8" in str(model) else score
+    def shuffled(*args, **kwargs):  # every engine answers for the wrong samples: the int8 score collapses
+        return real(*args, **kwargs)[::-1]
 
-    monkeypatch.setattr(Q, "evaluate", pessimistic)
-    result = Q.quantize_bundle(fc_bundle, calib_size=128, depths=[4, 8], progress=False)
+    monkeypatch.setattr(accuracy, "engine_outputs", shuffled)
+    result = quantize_bundle(fc_bundle, QuantizeSettings(calib_size=128), depths=[4, 8], progress=False)
     m = BundleManifest.load(fc_bundle)
     for d in (4, 8):
         e = m.depth(d)
@@ -135,7 +133,7 @@ def test_rejected_depth_is_recorded_and_not_shipped(fc_bundle, monkeypatch):
 def test_failed_quantize_leaves_bundle_intact(fc_int8_bundle, monkeypatch):
     before = tree_digest(fc_int8_bundle)
     calls = {"n": 0}
-    real = Q.ort_quantize
+    real = recipes.ort_quantize
 
     def flaky(*a, **kw):
         calls["n"] += 1
@@ -143,22 +141,22 @@ def test_failed_quantize_leaves_bundle_intact(fc_int8_bundle, monkeypatch):
             raise RuntimeError("disk full")
         return real(*a, **kw)
 
-    monkeypatch.setattr(Q, "ort_quantize", flaky)
+    monkeypatch.setattr(recipes, "ort_quantize", flaky)
     with pytest.raises(RuntimeError, match="disk full"):
-        Q.quantize_bundle(fc_int8_bundle, calib_size=64, progress=False)
+        quantize_bundle(fc_int8_bundle, QuantizeSettings(calib_size=64), progress=False)
     assert tree_digest(fc_int8_bundle) == before
     assert no_staging_left(fc_int8_bundle)
 
 
 def test_bad_arguments(fc_bundle):
     with pytest.raises(ConfigError, match="unknown quantization method"):
-        Q.quantize_bundle(fc_bundle, method="tensorrt", progress=False)
+        quantize_bundle(fc_bundle, QuantizeSettings(method="tensorrt"), progress=False)
     with pytest.raises(ConfigError, match="depth 5 is not in this bundle"):
-        Q.quantize_bundle(fc_bundle, depths=[5], progress=False)
+        quantize_bundle(fc_bundle, depths=[5], progress=False)
     with pytest.raises(ConfigError, match="max-drop"):
-        Q.quantize_bundle(fc_bundle, max_drop=-1, progress=False)
+        quantize_bundle(fc_bundle, QuantizeSettings(max_drop=-1), progress=False)
     with pytest.raises(ConfigError, match="calibration method"):
-        Q.quantize_bundle(fc_bundle, calibration_method="entropy", progress=False)
+        quantize_bundle(fc_bundle, QuantizeSettings(calibration_method="entropy"), progress=False)
 
 
 def test_make_trt_safe_turns_uint8_into_symmetric_int8(cnn_bundle, tmp_path):
@@ -166,23 +164,23 @@ def test_make_trt_safe_turns_uint8_into_symmetric_int8(cnn_bundle, tmp_path):
 
     src = cnn_bundle / "onnx" / "depth_004.onnx"
     dst = tmp_path / "u8.onnx"
-    cal = Q.load_calibration(BundleManifest.load(cnn_bundle), 128)
-    quantize_static(str(src), str(dst), Q._Reader([{"x": b} for b in cal.batches()]), quant_format=QuantFormat.QDQ,
+    cal = calibration.load_calibration(BundleManifest.load(cnn_bundle), 128)
+    quantize_static(str(src), str(dst), recipes.FeedReader([{"x": b} for b in cal.batches()]), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                     calibrate_method=CalibrationMethod.MinMax,
                     extra_options={"AddQDQPairToWeight": True, "QuantizeBias": False})
     assert any(i.rule in ("int8", "zero_point") for i in qdq_lint.errors(qdq_lint.lint(dst)))
-    safe, changed = Q.make_trt_safe(onnx.load(str(dst)))
+    safe, changed = qdq_rewrite.make_trt_safe(onnx.load(str(dst)))
     assert changed > 0
     assert qdq_lint.errors(qdq_lint.lint(safe)) == []
-    ref = Q.predict(src, {"x": cal.x_val})[0]
-    y = Q.predict(safe, {"x": cal.x_val})[0]
+    ref = accuracy.reference_outputs(src, {"x": cal.x_val})[0]
+    y = accuracy.reference_outputs(safe, {"x": cal.x_val})[0]
     assert np.mean(np.argmax(y, 1) == np.argmax(ref, 1)) > 0.9
 
 
 def test_nncf_accuracy_control_is_tensorrt_safe(cnn_bundle):
     pytest.importorskip("nncf")
-    result = Q.quantize_bundle(cnn_bundle, method="nncf", calib_size=200, depths=[6], progress=False)
+    result = quantize_bundle(cnn_bundle, QuantizeSettings(method="nncf", calib_size=200), depths=[6], progress=False)
     row = result["depths"][0]
     m = BundleManifest.load(cnn_bundle)
     e = m.depth(6)

@@ -8,9 +8,10 @@ import pytest
 from onnx import helper, numpy_helper
 
 from glonet_edge.errors import ConfigError
-from glonet_edge.export import quantize as Q
 from glonet_edge.manifest import BundleManifest
-from glonet_edge.targets import qdq_lint
+from glonet_edge.quantize import qdq_lint
+from glonet_edge.quantize.calibration import load_calibration
+from glonet_edge.quantize.recipes import FeedReader
 
 
 def _rules(model, version="8.5"):
@@ -32,11 +33,11 @@ def _ort_quantize(bundle, tmp_path, **kw):
 
     src = bundle / "onnx" / "depth_004.onnx"
     dst = tmp_path / "q.onnx"
-    cal = Q.load_calibration(BundleManifest.load(bundle), 64)
+    cal = load_calibration(BundleManifest.load(bundle), 64)
     args = dict(quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
     args.update(kw)
-    quantize_static(str(src), str(dst), Q._Reader([{"x": b} for b in cal.batches()]), **args)
+    quantize_static(str(src), str(dst), FeedReader([{"x": b} for b in cal.batches()]), **args)
     return onnx.load(str(dst))
 
 

@@ -1,5 +1,5 @@
-"""Helpers for tests/targets (a uniquely named module: conftest.py files of other test
-directories share the name `conftest`).
+"""Tiny bundles and helpers for the quantize and targets tests (a uniquely named module next to
+tests/conftest.py, importable from every test directory; conftest.py files share one name).
 
 Tiny bundles are made WITHOUT the export module by default: train a tiny model with the
 trainer, export each depth with the legacy torch.onnx exporter (opset 17, dynamic batch, input
