@@ -16,7 +16,7 @@ fail the build (trtexec's sampleOptions.cpp switches them off for --stronglyType
 
 Return values follow the real bindings where the target must check them:
 `add_optimization_profile` -> index or -1 (invalid profile), `create_timing_cache` -> None for a
-corrupt blob, `set_timing_cache` -> False for a cache from another TRT version / GPU (device tag),
+blob that is no timing cache and an exception for a damaged one, `set_timing_cache` -> False for a cache from another TRT version / GPU (device tag),
 `build_serialized_network` -> None when a profile disagrees with a static input dim or misses an
 input, `set_input_shape` -> False outside the profile. `trt.devices` records the device each
 Builder / Runtime / Engine / ExecutionContext was created on, `trt.errors` what would be logged.
@@ -177,8 +177,10 @@ def make_fake_trt(version: str = "10.3.0", cudart=None, dla_cores: int = 0, fail
             if not blob:
                 return TimingCache()
             parts = blob.split(b"|", 3)
-            if len(parts) != 4 or parts[0] != b"FAKETC":
-                return None  # corrupt / not a timing cache
+            if parts[0] != b"FAKETC":
+                return None  # not a timing cache
+            if len(parts) != 4:  # a damaged one: the binding raises (Polygraphy catches both)
+                raise RuntimeError("[TRT] [E] invalid timing cache: truncated")
             return TimingCache(parts[3], parts[2].decode(), parts[1].decode())
 
         def set_timing_cache(self, cache, ignore_mismatch):

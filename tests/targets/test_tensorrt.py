@@ -331,14 +331,16 @@ def test_trt11_fp16_graph_is_a_companion_and_no_temp_is_left(fake_trt, fc_bundle
 
 
 def test_corrupt_or_foreign_timing_cache_starts_fresh(fake_trt, fc_bundle, tmp_path):
-    """#6: create_timing_cache -> None (corrupt) or set_timing_cache -> False (other GPU): warn and start fresh."""
+    """#6: create_timing_cache -> None or an exception (corrupt: wrapped as Polygraphy does) or
+    set_timing_cache -> False (other GPU): warn and start fresh."""
     fake = fake_trt("10.3.0")
     src = fc_bundle / "onnx" / "depth_004.onnx"
     cache = tmp_path / "tc.cache"
-    cache.write_bytes(b"\x00garbage")
-    with pytest.warns(RuntimeWarning, match="tc.cache is unreadable.*fresh"):
-        _trt_build(src, tmp_path / "out", "fp32", timing_cache=str(cache))
-    assert fake.calls[-1]["cache_in"] == b"" and cache.read_bytes().startswith(b"FAKETC|10.3.0|sm87|")
+    for damaged in (b"\x00garbage", b"FAKETC|10.3"):
+        cache.write_bytes(damaged)
+        with pytest.warns(RuntimeWarning, match="tc.cache is unreadable.*fresh"):
+            _trt_build(src, tmp_path / "out", "fp32", timing_cache=str(cache))
+        assert fake.calls[-1]["cache_in"] == b"" and cache.read_bytes().startswith(b"FAKETC|10.3.0|sm87|")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a good cache: no warning, tactics reused
         _trt_build(src, tmp_path / "out", "fp16", timing_cache=str(cache))
@@ -347,6 +349,18 @@ def test_corrupt_or_foreign_timing_cache_starts_fresh(fake_trt, fc_bundle, tmp_p
     with pytest.warns(RuntimeWarning, match="made by another TensorRT version or GPU"):
         _trt_build(src, tmp_path / "out", "fp32", timing_cache=str(cache))
     assert fake.calls[-1]["cache_in"] == b"" and b"|sm89|" in cache.read_bytes()
+
+
+def test_optimization_level_is_recorded_only_where_applied(fake_trt, fc_bundle, tmp_path):
+    """Issue 18, item 5: TensorRT 8.5 has no builder_optimization_level: neither the metadata nor the
+    trtexec line claims one; from 8.6 on both carry the level that was set."""
+    src = fc_bundle / "onnx" / "depth_004.onnx"
+    for version, level in (("8.5.2", None), ("10.3.0", 5)):
+        fake_trt(version)
+        record = get_target("tensorrt").build_engine(src, tmp_path / version, "fp32", optimization_level=5)
+        meta = json.loads(record.sidecar.read_text())
+        assert meta.get("optimization_level") == level and record.optimization_level == level
+        assert ("--builderOptimizationLevel=5" in trtexec_command(record)) == (level is not None)
 
 
 def test_describe_reports_strong_typing_as_a_network_flag(fake_trt):

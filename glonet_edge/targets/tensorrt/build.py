@@ -195,11 +195,20 @@ def add_profile(builder: Any, config: Any, shapes: Shapes, source_name: str) -> 
                           + " (each needs 1 <= min <= opt <= max, element-wise)")
 
 
+def read_timing_cache(config: Any, blob: bytes) -> Any:
+    """config.create_timing_cache(blob), None for a blob TensorRT cannot read: the binding returns
+    None or raises, depending on what is wrong with it (Polygraphy's loader catches both)."""
+    try:
+        return config.create_timing_cache(blob)
+    except Exception:  # the binding raises RuntimeError / TypeError / its own error types
+        return None
+
+
 def load_timing_cache(config: Any, cache_path: Path) -> Any:
-    """The family's timing cache; a corrupt or foreign one (create_timing_cache -> None,
-    set_timing_cache -> False: another TensorRT version / GPU) is replaced by a fresh cache."""
+    """The family's timing cache; a corrupt or foreign one (unreadable, or set_timing_cache ->
+    False: another TensorRT version / GPU) is replaced by a fresh cache."""
     blob = cache_path.read_bytes() if cache_path.is_file() else b""
-    cache = config.create_timing_cache(blob) if blob else None
+    cache = read_timing_cache(config, blob) if blob else None
     if blob and (cache is None or config.set_timing_cache(cache, False) is False):
         why = "unreadable (corrupt)" if cache is None else "made by another TensorRT version or GPU"
         warnings.warn(f"TensorRT timing cache {cache_path} is {why}; starting a fresh one (it is overwritten "
