@@ -589,11 +589,10 @@ def _float_types(model):
     """{tensor: elem type} of a model, by strict ONNX type inference."""
     import onnx
 
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    g = inferred.graph
-    types = {v.name: v.type.tensor_type.elem_type for v in [*g.value_info, *g.input, *g.output]}
-    types.update({t.name: t.data_type for t in g.initializer})
-    return types
+    g = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph
+    elem = {v.name: v.type.tensor_type.elem_type for v in [*g.value_info, *g.input, *g.output]}
+    elem.update({t.name: t.data_type for t in g.initializer})
+    return elem
 
 
 def float32_producers(model):
@@ -601,10 +600,10 @@ def float32_producers(model):
     at the graph's outputs: [] when everything between the float32 inputs and outputs is fp16."""
     import onnx
 
-    types, outputs = _float_types(model), {o.name for o in model.graph.output}
+    elem, outputs = _float_types(model), {o.name for o in model.graph.output}
     return [n.op_type for n in model.graph.node
             if not (n.op_type == "Cast" and set(n.output) & outputs)
-            and onnx.TensorProto.FLOAT in {types.get(t) for t in n.output}]
+            and onnx.TensorProto.FLOAT in {elem.get(t) for t in n.output}]
 
 
 @pytest.mark.parametrize("family", ["fc", "cnn"])
@@ -673,9 +672,9 @@ def test_fp16_converter_keeps_float32_only_inputs_from_the_schemas(tmp_path, mon
     assert fp16.convert_fp16(src, dst) == "glonet-edge"
     m = onnx.load(str(dst))
     onnx.checker.check_model(m, full_check=True)  # an fp16 `scales` would fail here
-    types = _float_types(m)
-    assert types["scales"] == types["start"] == types["seq"] == TensorProto.FLOAT
-    assert types["two"] == types["r"] == types["y1"] == TensorProto.FLOAT16
+    elem = _float_types(m)
+    assert elem["scales"] == elem["start"] == elem["seq"] == TensorProto.FLOAT
+    assert elem["two"] == elem["r"] == elem["y1"] == TensorProto.FLOAT16
     assert float32_producers(m) == ["Constant"] * 3 + ["Range"]  # Range's inputs and output, cast to fp16 after
     x = np.random.default_rng(0).normal(size=(2, 1, 4, 4)).astype(np.float32)
     want = get_target("onnxruntime").load(src, "fp32").run({"x": x})[0]
@@ -692,24 +691,6 @@ def test_fake_tensorrt_refuses_precision_flags_on_a_strongly_typed_network(fake_
     config.set_flag(trt.BuilderFlag.FP16)
     assert builder.build_serialized_network(network, config) is None
     assert trt.errors == ["precision flags set on a strongly typed network (precision comes from the graph)"]
-
-
-# ---- real TensorRT (GPU machines only) --------------------------------------------------------
-def test_real_tensorrt_build_and_run(fc_int8_bundle):
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an NVIDIA GPU + `pip install "
-                                           "glonet-edge[tensorrt]`); the ONNX-level checks in test_qdq_lint run instead")
-    try:
-        device.gpu_info(0)
-    except Exception as exc:  # pragma: no cover - tensorrt without a usable GPU
-        pytest.skip(f"tensorrt is importable but no CUDA GPU is usable: {exc}")
-    compile_bundle(fc_int8_bundle, "tensorrt", ["fp32", "fp16", "int8"], progress=False)
-    m = BundleManifest.load(fc_int8_bundle)
-    x = load_dataset("digits", seed=0, val_fraction=0.2).x_val
-    for e in m.depths:
-        ref = get_target("onnxruntime").load(e.artifact("onnx", "fp32").resolve(fc_int8_bundle), "fp32").run({"x": x})[0]
-        y = load_artifact(fc_int8_bundle, e.artifact("tensorrt", "fp32"), "tensorrt").run({"x": x})[0]
-        np.testing.assert_allclose(y, ref, atol=1e-3)
-    assert json.loads((fc_int8_bundle / "compile_tensorrt.json").read_text())["trtexec"]
 
 
 def test_cuda_backend_is_cuda_python_first_torch_as_fallback(monkeypatch):
@@ -742,3 +723,42 @@ def test_cuda_backend_is_cuda_python_first_torch_as_fallback(monkeypatch):
     assert isinstance(cuda.cuda_backend(1), cuda.TorchCuda)
     cuda.set_current_device(1)
     assert selected == [1]
+
+
+def test_real_tensorrt_command_on_the_fake(fake_trt, fc_int8_bundle, capsys):
+    """The GPU command's own logic (compile, check, profile, print) on the fake TensorRT 10.3."""
+    from real_tensorrt import main
+
+    fake_trt("10.3.0")
+    assert main(["--bundle", str(fc_int8_bundle), "--iterations", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("TensorRT 10.3.0, GPU:0: per-depth latency")
+    rows = [ln.split() for ln in lines[2:]]
+    depths = BundleManifest.load(fc_int8_bundle).depth_values()
+    assert sorted((int(r[0]), r[1]) for r in rows) == sorted((d, p) for d in depths for p in ("fp32", "fp16", "int8"))
+    assert all(float(r[2]) <= 1e-4 for r in rows if r[1] == "fp32") and all(float(r[4]) > 0 for r in rows)
+
+
+# ---- real TensorRT (GPU machines only) --------------------------------------------------------
+def test_real_tensorrt_build_and_run(fc_int8_bundle):
+    """The real library: every precision builds, runs and agrees with onnxruntime; every depth is
+    timed (`python tests/targets/real_tensorrt.py` prints the same table)."""
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an NVIDIA GPU + `pip install "
+                                           "glonet-edge[tensorrt]`); the fake TensorRT tests above run instead")
+    try:
+        device.gpu_info(0)
+    except Exception as exc:  # pragma: no cover - tensorrt without a usable GPU
+        pytest.skip(f"tensorrt is importable but no CUDA GPU is usable: {exc}")
+    from real_tensorrt import build_and_time
+
+    rows = build_and_time(fc_int8_bundle, iterations=20, warmup=5)
+    depths = BundleManifest.load(fc_int8_bundle).depth_values()
+    assert sorted({(r["depth"], r["precision"]) for r in rows}) == sorted(
+        (d, p) for d in depths for p in ("fp32", "fp16", "int8"))
+    for r in rows:
+        assert r["p50_ms_b1"] > 0 and r["p50_ms_b8"] > 0
+        if r["precision"] == "fp32":
+            assert r["max_abs_err"] <= 1e-3, r
+        else:
+            assert r["top1_agreement"] >= 0.98, r
+    assert json.loads((fc_int8_bundle / "compile_tensorrt.json").read_text())["trtexec"]
