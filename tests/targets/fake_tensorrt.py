@@ -11,10 +11,12 @@ Devices are modelled as in the real library: a builder, an engine and an executi
 belong to the CUDA device current on the calling thread when they are created, and a build or
 an execution whose builder / context / stream / buffers are on another device than the engine
 fails (build_serialized_network -> None, execute_async_v3 -> False, with the error logged).
+A strongly typed network takes its precision from the graph: FP16 / INT8 builder flags on one
+fail the build (trtexec's sampleOptions.cpp switches them off for --stronglyTyped for that reason).
 
 Return values follow the real bindings where the target must check them:
 `add_optimization_profile` -> index or -1 (invalid profile), `create_timing_cache` -> None for a
-corrupt blob, `set_timing_cache` -> False for a cache from another TRT version / GPU (device tag),
+blob that is no timing cache and an exception for a damaged one, `set_timing_cache` -> False for a cache from another TRT version / GPU (device tag),
 `build_serialized_network` -> None when a profile disagrees with a static input dim or misses an
 input, `set_input_shape` -> False outside the profile. `trt.devices` records the device each
 Builder / Runtime / Engine / ExecutionContext was created on, `trt.errors` what would be logged.
@@ -175,8 +177,10 @@ def make_fake_trt(version: str = "10.3.0", cudart=None, dla_cores: int = 0, fail
             if not blob:
                 return TimingCache()
             parts = blob.split(b"|", 3)
-            if len(parts) != 4 or parts[0] != b"FAKETC":
-                return None  # corrupt / not a timing cache
+            if parts[0] != b"FAKETC":
+                return None  # not a timing cache
+            if len(parts) != 4:  # a damaged one: the binding raises (Polygraphy catches both)
+                raise RuntimeError("[TRT] [E] invalid timing cache: truncated")
             return TimingCache(parts[3], parts[2].decode(), parts[1].decode())
 
         def set_timing_cache(self, cache, ignore_mismatch):
@@ -216,6 +220,11 @@ def make_fake_trt(version: str = "10.3.0", cudart=None, dla_cores: int = 0, fail
                 return None
             if cudart.current_device() != self.device:
                 trt.errors.append(f"builder made on GPU {self.device} used on GPU {cudart.current_device()}")
+                return None
+            strong = "STRONGLY_TYPED" in vars(trt.NetworkDefinitionCreationFlag) and \
+                network.flags & 1 << trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED
+            if strong and {getattr(trt.BuilderFlag, f, None) for f in ("FP16", "INT8")} & config.flags:
+                trt.errors.append("precision flags set on a strongly typed network (precision comes from the graph)")
                 return None
             for t in network.inputs:  # a profile must cover every input and agree with static dims
                 if not config.profiles or t.name not in config.profiles[0].shapes:
@@ -277,11 +286,11 @@ def make_fake_trt(version: str = "10.3.0", cudart=None, dla_cores: int = 0, fail
 
     class Engine:
         def __init__(self, header, onnx_bytes):
-            import onnxruntime as ort
+            from glonet_edge.compare import cpu_session
 
             self.device = cudart.current_device()  # deserialized onto the current device
             trt.devices.append(("Engine", self.device))
-            self.session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+            self.session = cpu_session(onnx_bytes, threads=1)
             self.inputs = [i.name for i in self.session.get_inputs()]
             self.outputs = [o.name for o in self.session.get_outputs()]
             self.profile = {k: tuple(tuple(x) for x in v) for k, v in header["profile"].items()}

@@ -73,14 +73,18 @@ def test_version_bridge_build_and_run(version, fake_trt, fc_int8_bundle):
     assert script_problems(fc_int8_bundle / sub / "trtexec.sh", version) == []  # as trtexec of this version parses it
     script = (fc_int8_bundle / sub / "trtexec.sh").read_text()
     n_int8 = len(m.depths) - sum("int8" in e.rejected for e in m.depths)
-    if major < 11:
-        assert script.count("trtexec --onnx=../../onnx/depth_") == len(m.depths) * 2 + n_int8
-    else:  # TRT 11 fp16: trtexec builds from the fp16 graph kept next to the engine, as the Python build did
-        assert script.count("trtexec --onnx=../../onnx/depth_") == len(m.depths) + n_int8
-        assert script.count("trtexec --onnx=depth_") == len(m.depths)
-        for e in m.depths:
-            comp = [c["path"] for c in e.artifact("tensorrt", "fp16").companions]
-            assert comp[1].endswith(f"depth_{e.depth:03d}.fp16.onnx") and (fc_int8_bundle / comp[1]).is_file()
+    # Graphs that carry their own fp16 are kept next to the engine and trtexec builds from them, as the
+    # Python build did: fp16 on TRT 11 (no FP16 flag), int8 from TRT 10 (strongly typed, fp16 outside Q/DQ).
+    kept = {"fp16": ".fp16.onnx"} if major >= 11 else {}
+    kept.update({"int8": ".int8.fp16.onnx"} if major >= 10 else {})
+    n_kept = sum(len(m.depths) if p == "fp16" else n_int8 for p in kept)
+    assert script.count("trtexec --onnx=../../onnx/depth_") == len(m.depths) * 2 + n_int8 - n_kept
+    assert script.count("trtexec --onnx=depth_") == n_kept
+    for e in m.depths:
+        for p, suffix in kept.items():
+            if e.artifact("tensorrt", p) is not None:
+                comp = [c["path"] for c in e.artifact("tensorrt", p).companions]
+                assert comp[1].endswith(f"depth_{e.depth:03d}{suffix}") and (fc_int8_bundle / comp[1]).is_file()
     assert not list((fc_int8_bundle / sub).glob(".*.onnx"))  # no stray temp graphs
     lines = script.splitlines()
     # fp32: the build cleared TF32, so does the trtexec line; fp16/int8 lines do not
@@ -328,14 +332,16 @@ def test_trt11_fp16_graph_is_a_companion_and_no_temp_is_left(fake_trt, fc_bundle
 
 
 def test_corrupt_or_foreign_timing_cache_starts_fresh(fake_trt, fc_bundle, tmp_path):
-    """#6: create_timing_cache -> None (corrupt) or set_timing_cache -> False (other GPU): warn and start fresh."""
+    """#6: create_timing_cache -> None or an exception (corrupt: wrapped as Polygraphy does) or
+    set_timing_cache -> False (other GPU): warn and start fresh."""
     fake = fake_trt("10.3.0")
     src = fc_bundle / "onnx" / "depth_004.onnx"
     cache = tmp_path / "tc.cache"
-    cache.write_bytes(b"\x00garbage")
-    with pytest.warns(RuntimeWarning, match="tc.cache is unreadable.*fresh"):
-        _trt_build(src, tmp_path / "out", "fp32", timing_cache=str(cache))
-    assert fake.calls[-1]["cache_in"] == b"" and cache.read_bytes().startswith(b"FAKETC|10.3.0|sm87|")
+    for damaged in (b"\x00garbage", b"FAKETC|10.3"):
+        cache.write_bytes(damaged)
+        with pytest.warns(RuntimeWarning, match="tc.cache is unreadable.*fresh"):
+            _trt_build(src, tmp_path / "out", "fp32", timing_cache=str(cache))
+        assert fake.calls[-1]["cache_in"] == b"" and cache.read_bytes().startswith(b"FAKETC|10.3.0|sm87|")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a good cache: no warning, tactics reused
         _trt_build(src, tmp_path / "out", "fp16", timing_cache=str(cache))
@@ -344,6 +350,18 @@ def test_corrupt_or_foreign_timing_cache_starts_fresh(fake_trt, fc_bundle, tmp_p
     with pytest.warns(RuntimeWarning, match="made by another TensorRT version or GPU"):
         _trt_build(src, tmp_path / "out", "fp32", timing_cache=str(cache))
     assert fake.calls[-1]["cache_in"] == b"" and b"|sm89|" in cache.read_bytes()
+
+
+def test_optimization_level_is_recorded_only_where_applied(fake_trt, fc_bundle, tmp_path):
+    """Issue 18, item 5: TensorRT 8.5 has no builder_optimization_level: neither the metadata nor the
+    trtexec line claims one; from 8.6 on both carry the level that was set."""
+    src = fc_bundle / "onnx" / "depth_004.onnx"
+    for version, level in (("8.5.2", None), ("10.3.0", 5)):
+        fake_trt(version)
+        record = get_target("tensorrt").build_engine(src, tmp_path / version, "fp32", optimization_level=5)
+        meta = json.loads(record.sidecar.read_text())
+        assert meta.get("optimization_level") == level and record.optimization_level == level
+        assert ("--builderOptimizationLevel=5" in trtexec_command(record)) == (level is not None)
 
 
 def test_describe_reports_strong_typing_as_a_network_flag(fake_trt):
@@ -525,7 +543,7 @@ def test_fp16_fallback_converter_constants_clipping_and_subgraphs(tmp_path, monk
 
 def test_dla_precision_risks_are_warned(fake_trt, fc_int8_bundle, tmp_path):
     """DLA + int8 on TRT < 10 warns (no explicit quantization on DLA); on TRT 10 DLA int8 is not
-    strongly typed by default, and asking for it warns."""
+    strongly typed by default; strongly typed without fp16 outside Q/DQ warns."""
     q = fc_int8_bundle / "onnx" / "depth_004.int8.onnx"
     fake = fake_trt("8.5.2", dla_cores=1)
     with pytest.warns(RuntimeWarning, match="DLA does not support explicit quantization.*run on the GPU"):
@@ -534,10 +552,11 @@ def test_dla_precision_risks_are_warned(fake_trt, fc_int8_bundle, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _trt_build(q, tmp_path / "b", "int8", device="DLA")
-    assert not fake.calls[-1]["network_flags"] & 2 and fake.calls[-1]["flags"] == ["FP16", "GPU_FALLBACK", "INT8"]
-    with pytest.warns(RuntimeWarning, match="strongly typed int8 network.*fall back to the GPU"):
-        _trt_build(q, tmp_path / "c", "int8", device="DLA", strongly_typed=True)
-    assert fake.calls[-1]["network_flags"] & 2
+        assert not fake.calls[-1]["network_flags"] & 2 and fake.calls[-1]["flags"] == ["FP16", "GPU_FALLBACK", "INT8"]
+        _trt_build(q, tmp_path / "c", "int8", device="DLA", strongly_typed=True)  # fp16 outside Q/DQ: DLA runs it
+        assert fake.calls[-1]["network_flags"] & 2
+    with pytest.warns(RuntimeWarning, match="strongly typed int8 network.*stay fp32.*fall back to the GPU"):
+        _trt_build(q, tmp_path / "d", "int8", device="DLA", strongly_typed=True, fp16_fallback=False)
 
 
 def test_trtexec_check_refuses_what_trtexec_refuses(tmp_path):
@@ -568,22 +587,112 @@ def test_trtexec_check_refuses_what_trtexec_refuses(tmp_path):
     assert problems("--stronglyTyped --int8", "10.3.0") == ["--int8 is not allowed if graph is strongly typed"]
 
 
-# ---- real TensorRT (GPU machines only) --------------------------------------------------------
-def test_real_tensorrt_build_and_run(fc_int8_bundle):
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an NVIDIA GPU + `pip install "
-                                           "glonet-edge[tensorrt]`); the ONNX-level checks in test_qdq_lint run instead")
-    try:
-        device.gpu_info(0)
-    except Exception as exc:  # pragma: no cover - tensorrt without a usable GPU
-        pytest.skip(f"tensorrt is importable but no CUDA GPU is usable: {exc}")
-    compile_bundle(fc_int8_bundle, "tensorrt", ["fp32", "fp16", "int8"], progress=False)
-    m = BundleManifest.load(fc_int8_bundle)
+def _float_types(model):
+    """{tensor: elem type} of a model, by strict ONNX type inference."""
+    import onnx
+
+    g = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph
+    elem = {v.name: v.type.tensor_type.elem_type for v in [*g.value_info, *g.input, *g.output]}
+    elem.update({t.name: t.data_type for t in g.initializer})
+    return elem
+
+
+def float32_producers(model):
+    """The op types of the nodes that produce float32 values, other than the Casts back to float32
+    at the graph's outputs: [] when everything between the float32 inputs and outputs is fp16."""
+    import onnx
+
+    elem, outputs = _float_types(model), {o.name for o in model.graph.output}
+    return [n.op_type for n in model.graph.node
+            if not (n.op_type == "Cast" and set(n.output) & outputs)
+            and onnx.TensorProto.FLOAT in {elem.get(t) for t in n.output}]
+
+
+@pytest.mark.parametrize("family", ["fc", "cnn"])
+def test_int8_strongly_typed_graph_runs_fp16_outside_qdq(family, fake_trt, fc_int8_bundle, cnn_int8_bundle, tmp_path):
+    """Issue 18, item 3: on strongly typed builds (TRT 10, 11) the int8 graph TensorRT parses has
+    every layer outside the quantized integer math in fp16 (Q/DQ read and write fp16, as ModelOpt
+    emits with high_precision_dtype fp16), float32 inputs and outputs, the same Q/DQ placement,
+    and the same answers; TRT 8.5 (weakly typed, FP16 flag) and fp16_fallback=False keep the source."""
+    import onnx
+
+    bundle = fc_int8_bundle if family == "fc" else cnn_int8_bundle
+    depth = BundleManifest.load(bundle).depth_values()[-1]
+    src = bundle / "onnx" / f"depth_{depth:03d}.int8.onnx"
     x = load_dataset("digits", seed=0, val_fraction=0.2).x_val
-    for e in m.depths:
-        ref = get_target("onnxruntime").load(e.artifact("onnx", "fp32").resolve(fc_int8_bundle), "fp32").run({"x": x})[0]
-        y = load_artifact(fc_int8_bundle, e.artifact("tensorrt", "fp32"), "tensorrt").run({"x": x})[0]
-        np.testing.assert_allclose(y, ref, atol=1e-3)
-    assert json.loads((fc_int8_bundle / "compile_tensorrt.json").read_text())["trtexec"]
+    ref = get_target("onnxruntime").load(src, "int8").run({"x": x})[0]
+    source = onnx.load(str(src))
+    for version in ("10.3.0", "11.4.0"):
+        fake_trt(version)
+        out = tmp_path / version
+        record = get_target("tensorrt").build_engine(src, out, "int8")
+        assert record.strongly_typed and record.fp16_graph == out / f"depth_{depth:03d}.int8.fp16.onnx"
+        mixed = onnx.load(str(record.fp16_graph))
+        onnx.checker.check_model(mixed, full_check=True)
+        assert float32_producers(mixed) == [], (version, float32_producers(mixed))
+        assert [i.type.tensor_type.elem_type for i in [*mixed.graph.input, *mixed.graph.output]] == [1, 1]
+        # the same layers and Q/DQ pairs (opset 19 moves ReduceMean's axes into a Constant input)
+        assert [n.op_type for n in mixed.graph.node if n.op_type not in ("Cast", "Constant")] == \
+            [n.op_type for n in source.graph.node if n.op_type != "Constant"]
+        assert trtexec_problems(trtexec_command(record, out), version, out) == []
+        assert "--stronglyTyped" in trtexec_command(record, out)
+        y = get_target("tensorrt").load(record.plan, "int8").run({"x": x})[0]
+        assert np.mean(np.argmax(y, 1) == np.argmax(ref, 1)) >= 0.99
+    fake_trt("10.3.0")
+    assert get_target("tensorrt").build_engine(src, tmp_path / "no", "int8", fp16_fallback=False).fp16_graph is None
+    fake_trt("8.5.2")
+    record = get_target("tensorrt").build_engine(src, tmp_path / "old", "int8")
+    assert record.fp16_graph is None and record.builder_flags == ["INT8", "FP16"]
+
+
+def test_fp16_converter_keeps_float32_only_inputs_from_the_schemas(tmp_path, monkeypatch):
+    """Issue 18, item 4: what must stay float32 comes from onnx.defs: Resize `scales`, Range's
+    inputs, QuantizeLinear's x / y_scale before opset 19; constants feeding them stay float32,
+    values computed from them are cast to fp16 where the next op needs it."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    only17, only19 = fp16.float32_only_inputs(17), fp16.float32_only_inputs(19)
+    assert only17["Resize"] == ["scales"] and only17["Range"] == ["start", "limit", "delta"]
+    assert only17["QuantizeLinear"] == ["x", "y_scale"] and "QuantizeLinear" not in only19
+    assert "Add" not in only17 and "Conv" not in only17
+    monkeypatch.setitem(sys.modules, "modelopt.onnx.autocast", None)  # the built-in converter
+    g = helper.make_graph(
+        [helper.make_node("Resize", ["x", "", "scales"], ["r"], mode="nearest"),
+         helper.make_node("Mul", ["r", "two"], ["y1"]),
+         helper.make_node("Constant", [], ["start"], value_float=0.0),
+         helper.make_node("Constant", [], ["limit"], value_float=8.0),
+         helper.make_node("Constant", [], ["delta"], value_float=1.0),
+         helper.make_node("Range", ["start", "limit", "delta"], ["seq"]),
+         helper.make_node("Add", ["y1", "seq"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 1, 8, 8])],
+        [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+         numpy_helper.from_array(np.array(2.0, np.float32), "two")])
+    src, dst = tmp_path / "resize.onnx", tmp_path / "resize16.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    assert fp16.convert_fp16(src, dst) == "glonet-edge"
+    m = onnx.load(str(dst))
+    onnx.checker.check_model(m, full_check=True)  # an fp16 `scales` would fail here
+    elem = _float_types(m)
+    assert elem["scales"] == elem["start"] == elem["seq"] == TensorProto.FLOAT
+    assert elem["two"] == elem["r"] == elem["y1"] == TensorProto.FLOAT16
+    assert float32_producers(m) == ["Constant"] * 3 + ["Range"]  # Range's inputs and output, cast to fp16 after
+    x = np.random.default_rng(0).normal(size=(2, 1, 4, 4)).astype(np.float32)
+    want = get_target("onnxruntime").load(src, "fp32").run({"x": x})[0]
+    np.testing.assert_allclose(get_target("onnxruntime").load(dst, "fp32").run({"x": x})[0], want, atol=1e-2)
+
+
+def test_fake_tensorrt_refuses_precision_flags_on_a_strongly_typed_network(fake_trt):
+    """The double checks what TensorRT checks: a strongly typed network takes no FP16 / INT8 flag."""
+    trt = fake_trt("10.3.0")
+    builder = trt.Builder(None)
+    network = builder.create_network(1 << trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    config = builder.create_builder_config()
+    config.set_timing_cache(config.create_timing_cache(b""), False)
+    config.set_flag(trt.BuilderFlag.FP16)
+    assert builder.build_serialized_network(network, config) is None
+    assert trt.errors == ["precision flags set on a strongly typed network (precision comes from the graph)"]
 
 
 def test_cuda_backend_is_cuda_python_first_torch_as_fallback(monkeypatch):
@@ -616,3 +725,42 @@ def test_cuda_backend_is_cuda_python_first_torch_as_fallback(monkeypatch):
     assert isinstance(cuda.cuda_backend(1), cuda.TorchCuda)
     cuda.set_current_device(1)
     assert selected == [1]
+
+
+def test_real_tensorrt_command_on_the_fake(fake_trt, fc_int8_bundle, capsys):
+    """The GPU command's own logic (compile, check, profile, print) on the fake TensorRT 10.3."""
+    from real_tensorrt import main
+
+    fake_trt("10.3.0")
+    assert main(["--bundle", str(fc_int8_bundle), "--iterations", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("TensorRT 10.3.0, GPU:0: per-depth latency")
+    rows = [ln.split() for ln in lines[2:]]
+    depths = BundleManifest.load(fc_int8_bundle).depth_values()
+    assert sorted((int(r[0]), r[1]) for r in rows) == sorted((d, p) for d in depths for p in ("fp32", "fp16", "int8"))
+    assert all(float(r[2]) <= 1e-4 for r in rows if r[1] == "fp32") and all(float(r[4]) > 0 for r in rows)
+
+
+# ---- real TensorRT (GPU machines only) --------------------------------------------------------
+def test_real_tensorrt_build_and_run(fc_int8_bundle):
+    """The real library: every precision builds, runs and agrees with onnxruntime; every depth is
+    timed (`python tests/targets/real_tensorrt.py` prints the same table)."""
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an NVIDIA GPU + `pip install "
+                                           "glonet-edge[tensorrt]`); the fake TensorRT tests above run instead")
+    try:
+        device.gpu_info(0)
+    except Exception as exc:  # pragma: no cover - tensorrt without a usable GPU
+        pytest.skip(f"tensorrt is importable but no CUDA GPU is usable: {exc}")
+    from real_tensorrt import build_and_time
+
+    rows = build_and_time(fc_int8_bundle, iterations=20, warmup=5)
+    depths = BundleManifest.load(fc_int8_bundle).depth_values()
+    assert sorted({(r["depth"], r["precision"]) for r in rows}) == sorted(
+        (d, p) for d in depths for p in ("fp32", "fp16", "int8"))
+    for r in rows:
+        assert r["p50_ms_b1"] > 0 and r["p50_ms_b8"] > 0
+        if r["precision"] == "fp32":
+            assert r["max_abs_err"] <= 1e-3, r
+        else:
+            assert r["top1_agreement"] >= 0.98, r
+    assert json.loads((fc_int8_bundle / "compile_tensorrt.json").read_text())["trtexec"]

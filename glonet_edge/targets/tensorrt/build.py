@@ -12,12 +12,12 @@ import contextlib
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ...errors import ArtifactError, ConfigError
 from ...fileio import atomic_write_bytes
 from . import cuda, device
-from .fp16 import convert_fp16
+from .fp16 import convert_fp16, convert_qdq_fp16
 from .library import has_flag, load_trt, logger, trt_major
 from .metadata import write_metadata
 from .options import BatchProfile, BuildOptions
@@ -61,29 +61,43 @@ def network_flags(trt: Any, opts: BuildOptions) -> Tuple[int, bool]:
         return 1 << int(net.EXPLICIT_BATCH), False
     want_strong = opts.strongly_typed
     if want_strong is None:
-        want_strong = not (dla is not None and major == 10)  # DLA on 10: non-Q/DQ layers could not run fp16
+        want_strong = not (dla is not None and major == 10)  # DLA on 10: weakly typed (INT8 + FP16 flags)
     if opts.precision != "int8" or not has_flag(net, "STRONGLY_TYPED") or not (want_strong or major >= 11):
         return 0, False
-    if dla is not None:
-        warnings.warn(f"DLA with a strongly typed int8 network on TensorRT {trt.__version__}: layers outside "
-                      "Q/DQ pairs stay fp32, which DLA cannot run, so they fall back to the GPU"
-                      + (" (pass strongly_typed=False on TensorRT 10 to let them run fp16)" if major == 10 else ""),
+    if dla is not None and not opts.fp16_fallback:
+        warnings.warn(f"DLA with a strongly typed int8 network on TensorRT {trt.__version__} and fp16_fallback=False: "
+                      "layers outside Q/DQ pairs stay fp32, which DLA cannot run, so they fall back to the GPU",
                       RuntimeWarning, stacklevel=3)
     return 1 << int(net.STRONGLY_TYPED), True
 
 
+def fp16_conversion(trt: Any, record: EngineBuild) -> Optional[Tuple[Callable[[Path, Path], str], str]]:
+    """(converter, companion suffix) when the graph itself must carry fp16: an fp16 engine where
+    TensorRT has no FP16 flag (11), and a strongly typed int8 engine whose layers outside the
+    Q/DQ pairs may run fp16 (fp16_fallback); None when the source graph is parsed as it is."""
+    opts = record.options
+    if opts.precision == "fp16" and not has_flag(trt.BuilderFlag, "FP16"):
+        return convert_fp16, "fp16"
+    if opts.precision == "int8" and record.strongly_typed and opts.fp16_fallback:
+        return convert_qdq_fp16, "int8.fp16"
+    return None
+
+
 @contextlib.contextmanager
 def graph_to_parse(trt: Any, onnx_path: Path, out_dir: Path, stem: str, record: EngineBuild) -> Iterator[Path]:
-    """The ONNX graph TensorRT parses: the source, or on TensorRT 11 fp16 (no FP16 flag) an fp16
-    conversion that is kept as {stem}.fp16.onnx once the engine is written (record.fp16_graph)."""
-    if record.options.precision != "fp16" or has_flag(trt.BuilderFlag, "FP16"):
+    """The ONNX graph TensorRT parses: the source, or its fp16 conversion, which is kept as
+    {stem}.<suffix>.onnx next to the engine once the engine is written (record.fp16_graph), so
+    trtexec builds from the same graph."""
+    conversion = fp16_conversion(trt, record)
+    if conversion is None:
         yield onnx_path
         return
-    tmp = out_dir / f".{stem}.fp16.tmp.onnx"
+    convert, suffix = conversion
+    tmp = out_dir / f".{stem}.{suffix}.tmp.onnx"
     try:
-        record.converter = convert_fp16(onnx_path, tmp)
+        record.converter = convert(onnx_path, tmp)
         yield tmp  # an exception in the build is raised here: nothing below runs
-        record.fp16_graph = record.graph = out_dir / f"{stem}.fp16.onnx"
+        record.fp16_graph = record.graph = out_dir / f"{stem}.{suffix}.onnx"
         os.replace(tmp, record.fp16_graph)
     finally:
         tmp.unlink(missing_ok=True)
@@ -181,11 +195,20 @@ def add_profile(builder: Any, config: Any, shapes: Shapes, source_name: str) -> 
                           + " (each needs 1 <= min <= opt <= max, element-wise)")
 
 
+def read_timing_cache(config: Any, blob: bytes) -> Any:
+    """config.create_timing_cache(blob), None for a blob TensorRT cannot read: the binding returns
+    None or raises, depending on what is wrong with it (Polygraphy's loader catches both)."""
+    try:
+        return config.create_timing_cache(blob)
+    except Exception:  # the binding raises RuntimeError / TypeError / its own error types
+        return None
+
+
 def load_timing_cache(config: Any, cache_path: Path) -> Any:
-    """The family's timing cache; a corrupt or foreign one (create_timing_cache -> None,
-    set_timing_cache -> False: another TensorRT version / GPU) is replaced by a fresh cache."""
+    """The family's timing cache; a corrupt or foreign one (unreadable, or set_timing_cache ->
+    False: another TensorRT version / GPU) is replaced by a fresh cache."""
     blob = cache_path.read_bytes() if cache_path.is_file() else b""
-    cache = config.create_timing_cache(blob) if blob else None
+    cache = read_timing_cache(config, blob) if blob else None
     if blob and (cache is None or config.set_timing_cache(cache, False) is False):
         why = "unreadable (corrupt)" if cache is None else "made by another TensorRT version or GPU"
         warnings.warn(f"TensorRT timing cache {cache_path} is {why}; starting a fresh one (it is overwritten "

@@ -39,11 +39,13 @@ def engine_metadata(trt: Any, record: EngineBuild, onnx_path: Path) -> Dict[str,
     meta.update({
         "precision": opts.precision, "builder_flags": record.builder_flags,
         "strongly_typed": record.strongly_typed or trt_major(trt) >= 11, "dla_core": opts.device.dla_core,
-        "profile": record.shapes, "workspace_mib": opts.workspace_mib, "optimization_level": opts.optimization_level,
+        "profile": record.shapes, "workspace_mib": opts.workspace_mib,
         "version_compatible": False, "hardware_compatibility_level": "NONE",
         "onnx_sha256": sha256_file(onnx_path), "onnx_opset": _onnx_opset(onnx_path),
         "timing_cache": _file_id(record.timing_cache),
     })
+    if record.optimization_level is not None:  # TensorRT 8.5 has no optimization level to apply
+        meta["optimization_level"] = record.optimization_level
     if meta["onnx_opset"] is None:
         del meta["onnx_opset"]
     if record.converter:

@@ -84,7 +84,7 @@ class BuildOptions:
     stem: Optional[str] = None  # file stem of the engine (default: the ONNX file's)
     workspace_mib: int = 1024
     strongly_typed: Optional[bool] = None  # None: the version's default (docs/targets.md)
-    fp16_fallback: bool = True  # TensorRT < 10 int8: let non-quantized layers run fp16
+    fp16_fallback: bool = True  # int8: layers outside Q/DQ pairs may run fp16 (flag or fp16 graph)
     tf32: bool = False  # fp32 engines clear TF32 unless asked
     optimization_level: int = 3
     timing_cache: Optional[Path] = None  # default: one per GPU in the engine directory
