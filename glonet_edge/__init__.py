@@ -19,4 +19,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'glonet_edge' has no attribute {name!r}")
     import importlib
 
+    from .errors import require
+
+    require("torch", "train")
     return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)

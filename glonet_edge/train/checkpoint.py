@@ -269,7 +269,7 @@ def load_weights(model: nn.Module, path: str | Path) -> str:
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         raise ArtifactError(f"{path} does not fit the model: missing keys {_listed(missing)}, unexpected keys "
-                            f"{_listed(unexpected)}; save model.state_dict() of the model that --module builds")
+                            f"{_listed(unexpected)}; save the state_dict of this same model")
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise ArtifactError(f"{path}: tensors {_listed(bad)} hold NaN/Inf; the training diverged")
