@@ -55,11 +55,7 @@ def run(args: argparse.Namespace) -> int:
     common = dict(depths=parse_depths(args.depths), opset=args.opset, segments=not args.no_segments,
                   progress=not (args.no_progress or args.json), shared_weights=args.shared_weights)
     if args.module is None:
-        _refuse(args, ("weights", "val", "image_size", "metric"), "go with --module")
-        if args.run is None:
-            from ..errors import ConfigError
-
-            raise ConfigError("give a checkpoint directory RUN, or your own model with --module PKG.MOD:FN --val DATA")
+        _check_run_flags(args)
         manifest = export_bundle(args.run, args.out, dataset=args.data, **common)
     else:
         model, origin = _own_model(args)
@@ -78,12 +74,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse(args: argparse.Namespace, names: tuple[str, ...], why: str) -> None:
+def _check_run_flags(args: argparse.Namespace) -> None:
     from ..errors import ConfigError
 
-    given = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is not None]
+    if args.run is None:
+        raise ConfigError("give a checkpoint directory RUN, or your own model with --module PKG.MOD:FN --val DATA")
+    given = [f"--{n.replace('_', '-')}" for n in ("weights", "val", "image_size", "metric") if getattr(args, n) is not None]
     if given:
-        raise ConfigError(f"{', '.join(given)} {why}; a checkpoint RUN brings its own weights and data")
+        raise ConfigError(f"{', '.join(given)}: only with --module; a checkpoint RUN brings its own weights and data")
 
 
 def _own_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
