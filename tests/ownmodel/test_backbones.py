@@ -64,26 +64,15 @@ def _downstream(bundle, folders, x):
 
 
 @pytest.mark.slow
-def test_timm_resnet_end_to_end(folders, tmp_path):
-    pytest.importorskip("timm")
-    from glonet_edge.backbones import timm_glonet
+@pytest.mark.parametrize("library", ["timm", "torchvision"])
+def test_resnet_end_to_end(folders, tmp_path, library):
+    pytest.importorskip(library)
+    from glonet_edge import backbones
 
-    model = timm_glonet("resnet18", num_classes=3)
+    model = getattr(backbones, f"{library}_glonet")("resnet18", num_classes=3)
     assert model.num_blocks == 8 and [type(a.proj).__name__ for a in model.adapters] == ["Linear"] * 6 + ["Identity"] * 2
     manifest = _train_and_export(model, folders, tmp_path / "bundle")
     assert manifest.depth_values() == list(range(1, 9))
-    x = load_samples(str(folders[2]))[0]
-    _assert_graphs_match_torch(model, tmp_path / "bundle", manifest, x)
-    _downstream(tmp_path / "bundle", folders, x)
-
-
-@pytest.mark.slow
-def test_torchvision_resnet_end_to_end(folders, tmp_path):
-    pytest.importorskip("torchvision")
-    from glonet_edge.backbones import torchvision_glonet
-
-    model = torchvision_glonet("resnet18", num_classes=3)
-    manifest = _train_and_export(model, folders, tmp_path / "bundle")
     x = load_samples(str(folders[2]))[0]
     _assert_graphs_match_torch(model, tmp_path / "bundle", manifest, x)
     _downstream(tmp_path / "bundle", folders, x)
