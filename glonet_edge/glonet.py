@@ -50,7 +50,8 @@ class PoolLinear(nn.Module):
 
 class PoolConv(nn.Module):
     """(batch, in_channels, H, W) -> (batch, out_channels, size, size): average-pool to the grid,
-    then a 1x1 conv. Both are linear, so pooling first gives the same map on fewer pixels."""
+    then a 1x1 conv. Both are linear, so pooling first gives the same map on fewer pixels.
+    `size` must divide H and W: ONNX has no pooling with uneven windows."""
 
     def __init__(self, in_channels: int, out_channels: int, size: int):
         super().__init__()
@@ -58,6 +59,9 @@ class PoolConv(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if h.shape[-2] % self.size or h.shape[-1] % self.size:
+            raise ConfigError(f"PoolConv(size={self.size}) got a {h.shape[-2]}x{h.shape[-1]} grid; the size must divide "
+                              "it (ONNX pools in even windows only)")
         return self.conv(F.adaptive_avg_pool2d(h, self.size))
 
 

@@ -154,21 +154,23 @@ def _export_family(model: DepthModel, chosen: list[int], cuts: list[int], exampl
     graphs: dict[int, Path] = {}
     chain: list[tuple[SegmentEntry, Path]] = []
     bar = progress_bar(len(chosen) + len(cuts), "export", "graph", enabled=progress)
-    for d in chosen:
-        graphs[d] = depth_graph_path(stage, d)
-        onnx_export.export_depth_graph(model, d, example, graphs[d], opset)
+    try:
+        for d in chosen:
+            graphs[d] = depth_graph_path(stage, d)
+            onnx_export.export_depth_graph(model, d, example, graphs[d], opset)
+            if bar is not None:
+                bar.update(1)
+        start = 0
+        for j, end in enumerate(cuts):
+            path = segment_path(stage, j)
+            inputs, outputs = onnx_export.export_segment(model, start, end, example, path, opset)
+            chain.append((SegmentEntry(j, start, end, inputs, outputs), path))
+            start = end
+            if bar is not None:
+                bar.update(1)
+    finally:
         if bar is not None:
-            bar.update(1)
-    start = 0
-    for j, end in enumerate(cuts):
-        path = segment_path(stage, j)
-        inputs, outputs = onnx_export.export_segment(model, start, end, example, path, opset)
-        chain.append((SegmentEntry(j, start, end, inputs, outputs), path))
-        start = end
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.close()
     return graphs, chain
 
 

@@ -126,3 +126,26 @@ def test_model_module_written_by_a_user_builds_the_same_weights(tmp_path):
     second = import_file(write_model_module(tmp_path, "again_b")).build()
     for (k, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+def test_an_op_onnx_cannot_express_is_one_line(tmp_path, capfd):
+    (tmp_path / "erfinv_model.py").write_text(
+        "import torch\nfrom torch import nn\nfrom glonet_edge import GloNet\n\n\n"
+        "class Erfinv(nn.Module):\n    def forward(self, x):\n        return torch.erfinv(torch.tanh(x))\n\n\n"
+        "def build():\n    return GloNet(stem=nn.Linear(4, 4), blocks=[Erfinv(), nn.Linear(4, 4)], head=nn.Linear(4, 2))\n")
+    np.savez(tmp_path / "val.npz", X=np.random.default_rng(0).random((8, 4)).astype(np.float32), y=np.arange(8) % 2)
+    rc, out, err = cli("export", "--module", "erfinv_model:build", "--val", "val.npz", "--out", "b",
+                     "--no-progress", cwd=tmp_path)
+    captured = capfd.readouterr()  # torch's exporter prints its graph to the C++ stdout unless silenced
+    assert rc == 2 and err == ("glonet export: error: torch.onnx cannot export depth_001.onnx: Exporting the operator "
+                               "'aten::erfinv' to ONNX opset version 17 is not supported\n")
+    assert out == "" and captured.out == "" and not (tmp_path / "b").exists()
+
+
+def test_pool_conv_needs_a_grid_that_divides_the_input():
+    from glonet_edge import GloNet
+    from glonet_edge.glonet import PoolConv
+
+    with pytest.raises(ConfigError, match=r"PoolConv\(size=3\) got a 10x10 grid; the size must divide it"):
+        GloNet(stem=torch.nn.Conv2d(3, 4, 1), blocks=[torch.nn.Conv2d(4, 4, 1)], adapters=[PoolConv(4, 4, 3)],
+               head=torch.nn.Flatten(), input_shape=(3, 10, 10))
