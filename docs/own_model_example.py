@@ -85,7 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.synthetic:
         write_shapes(args.data / "train", per_class=200, seed=0)
-        write_shapes(args.data / "val", per_class=50, seed=1)
+        write_shapes(args.data / "val", per_class=250, seed=1)
     train(args.data / "train", args.out, args.epochs)
 
 
