@@ -1,9 +1,10 @@
-"""Data sources (numpy only): scikit-learn digits / diabetes, any .npz with X and y, and
-CIFAR-10 from a local directory in its binary format (never the pickle format).
+"""Data sources (numpy only): scikit-learn digits / diabetes, any .npz with X and y,
+CIFAR-10 from a local directory in its binary format (never the pickle format), and image
+folders (DIR/<class>/<image>.png|.jpg, one sub-folder per class, read with Pillow).
 
-Arrays keep the shape and units the source gives (digits: 1x8x8 pixels 0..16; CIFAR-10:
-3x32x32 bytes as float 0..255): normalisation lives in the model, and so in every graph.
-The train/validation split is a deterministic function of the seed.
+Arrays keep the shape and units the source gives (digits: 1x8x8 pixels 0..16; CIFAR-10 and
+images: channels x height x width, float 0..255): normalisation lives in the model, and so in
+every graph. The train/validation split is a deterministic function of the seed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from .errors import ConfigError
 
 BUILTIN = ("digits", "diabetes")
 CIFAR_RECORD = 1 + 3 * 32 * 32
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_MODES = {"L": 1, "RGB": 3}  # Pillow mode -> channels
 
 
 @dataclass
@@ -28,6 +31,7 @@ class Dataset:
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    classes: list[str] | None = None  # an image folder's class names, in label order
 
     @property
     def input_shape(self) -> list[int]:
@@ -64,7 +68,8 @@ def _check_finite(name: str, x: np.ndarray, y: np.ndarray) -> None:
             raise ConfigError(f"data set {name}: {label} contains {bad} NaN/Inf values; clean or impute them first.")
 
 
-def _from_arrays(name: str, x: np.ndarray, y: np.ndarray, seed: int, val_fraction: float) -> Dataset:
+def _from_arrays(name: str, x: np.ndarray, y: np.ndarray, seed: int, val_fraction: float,
+                 classes: list[str] | None = None) -> Dataset:
     """Integer labels make a classification task, float targets a regression task."""
     if x.ndim < 2 or len(x) != len(y):
         raise ConfigError(f"data set {name}: X must be (N, ...) with N == len(y); got X {x.shape}, y {y.shape}")
@@ -82,7 +87,9 @@ def _from_arrays(name: str, x: np.ndarray, y: np.ndarray, seed: int, val_fractio
     else:
         y = y.astype(np.float32).reshape(len(y), -1)
         task, num_outputs = "regression", y.shape[1]
-    return Dataset(name, task, num_outputs, *_split(x, y, seed, val_fraction))
+    if classes is not None:
+        num_outputs = len(classes)
+    return Dataset(name, task, num_outputs, *_split(x, y, seed, val_fraction), classes)
 
 
 def _load_cifar10(directory: Path) -> Dataset:
@@ -110,8 +117,80 @@ def _load_cifar10(directory: Path) -> Dataset:
     return Dataset("cifar10", "classification", 10, x_train, y_train, x_val, y_val)
 
 
-def load_dataset(spec: str, seed: int = 0, val_fraction: float = 0.2) -> Dataset:
-    """`digits`, `diabetes`, a path to an .npz with X and y, or a CIFAR-10 binary directory."""
+def _read_image(path: Path, image_size: int | None):
+    """One image as a Pillow image of the requested size, or a ConfigError naming the file."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if image_size is not None:
+                img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
+            return img.copy()
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ConfigError(f"{path} is not a readable PNG/JPEG image ({exc}); re-save or remove it") from exc
+
+
+def _load_image_folder(directory: Path, image_size: int | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Every image of DIR/<class>/, label = the class's index in sorted order. All images must
+    share one mode (L or RGB) and, without image_size, one size."""
+    from .errors import require
+
+    require("PIL", "images")
+    classes = sorted(d.name for d in directory.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise ConfigError(f"{directory} has no class sub-folders; an image folder holds one sub-folder of PNG/JPEG "
+                          "files per class (DIR/<class>/<image>.png), a CIFAR-10 directory its data_batch_*.bin files")
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
+        raise ConfigError(f"--image-size must be a positive int, got {image_size!r}")
+    pixels, labels, first = [], [], None
+    for label, name in enumerate(classes):
+        files = sorted(f for f in (directory / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        if not files:
+            raise ConfigError(f"class folder {directory / name} has no .png/.jpg/.jpeg images; add some or remove it")
+        for path in files:
+            img = _read_image(path, image_size)
+            if img.mode not in IMAGE_MODES:
+                raise ConfigError(f"{path} is a {img.mode} image; only L (grey) and RGB are read: convert it")
+            if first is None:
+                first = (path, img.mode, img.size)
+            elif img.mode != first[1]:
+                raise ConfigError(f"{path} is a {img.mode} image but {first[0]} is {first[1]}; convert every image "
+                                  "to one mode (all RGB or all L)")
+            elif img.size != first[2]:
+                raise ConfigError(f"{path} is {img.size[0]}x{img.size[1]} but {first[0]} is {first[2][0]}x"
+                                  f"{first[2][1]}; pass --image-size N to resize every image to NxN")
+            pixels.append(np.asarray(img, dtype=np.float32).reshape(img.size[1], img.size[0], -1).transpose(2, 0, 1))
+            labels.append(label)
+    return np.stack(pixels), np.asarray(labels, dtype=np.int64), classes
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "X" not in z or "y" not in z:
+                raise ConfigError(f"{path} must contain arrays named 'X' and 'y'; it has {sorted(z.files)}")
+            return z["X"], z["y"]
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{path} could not be read as an .npz without pickle ({exc}); save it with np.savez") from exc
+
+
+def load_samples(spec: str, image_size: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """Every sample of an .npz (X, y) or an image folder, unsplit (what `--val` reads), and the
+    image folder's class names (None for an .npz)."""
+    path = Path(spec)
+    if path.is_dir():
+        return _load_image_folder(path, image_size)
+    if path.suffix == ".npz" and path.is_file():
+        return (*_read_npz(path), None)
+    raise ConfigError(f"{spec!r} is neither an .npz with X and y nor an image folder (DIR/<class>/<image>.png)")
+
+
+def load_dataset(spec: str, seed: int = 0, val_fraction: float = 0.2, image_size: int | None = None) -> Dataset:
+    """`digits`, `diabetes`, a path to an .npz with X and y, a CIFAR-10 binary directory, or an
+    image folder (resized to image_size x image_size when given)."""
     if spec == "digits":
         from sklearn.datasets import load_digits
 
@@ -123,18 +202,10 @@ def load_dataset(spec: str, seed: int = 0, val_fraction: float = 0.2) -> Dataset
         d = load_diabetes()
         return _from_arrays("diabetes", d.data.astype(np.float32), d.target.astype(np.float32), seed, val_fraction)
     path = Path(spec)
-    if path.is_dir():
+    if path.is_dir() and any(path.glob("*.bin")):
         return _load_cifar10(path)
-    if path.suffix == ".npz" and path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if "X" not in z or "y" not in z:
-                    raise ConfigError(f"{path} must contain arrays named 'X' and 'y'; it has {sorted(z.files)}")
-                x, y = z["X"], z["y"]
-        except ConfigError:
-            raise
-        except Exception as exc:
-            raise ConfigError(f"{path} could not be read as an .npz without pickle ({exc}); save it with np.savez") from exc
-        return _from_arrays(path.stem, x, y, seed, val_fraction)
+    if path.is_dir() or (path.suffix == ".npz" and path.is_file()):
+        x, y, classes = load_samples(spec, image_size)
+        return _from_arrays(path.stem if path.is_file() else path.name, x, y, seed, val_fraction, classes)
     raise ConfigError(f"unknown data set {spec!r}: use one of {', '.join(BUILTIN)}, a path to an .npz with X and y, "
-                      "or a directory with CIFAR-10 binary batches")
+                      "a directory with CIFAR-10 binary batches, or an image folder (DIR/<class>/<image>.png)")

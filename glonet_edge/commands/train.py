@@ -15,7 +15,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="glonet-fc", help="registry name: glonet-fc, glonet-cnn, glonet-vit, resnet-fc, resnet-cnn, residual-fc, plain-fc")
     p.add_argument("--depth", type=int, default=32, help="number of blocks L (cnn: a multiple of 3)")
     p.add_argument("--width", type=int, default=32, help="hidden width (fc) or token dim (vit); cnn uses 16/32/64")
-    p.add_argument("--dataset", default="digits", help="digits | diabetes | path/to/data.npz (X, y) | CIFAR-10 binary directory")
+    p.add_argument("--dataset", default="digits",
+                   help="digits | diabetes | path/to/data.npz (X, y) | CIFAR-10 binary directory | image folder "
+                        "(DIR/<class>/<image>.png|.jpg, one sub-folder per class)")
+    p.add_argument("--image-size", type=int, default=None, metavar="N",
+                   help="resize an image folder's images to NxN (default: keep their size, which must be one)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=64)
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                              cut_loss=args.cut_loss)
     model, metrics = train_run(args.model, args.depth, args.dataset, args.out, width=args.width,
                                options=parse_options(args.option), settings=settings, val_fraction=args.val_fraction,
-                               progress=not (args.quiet or args.json))
+                               progress=not (args.quiet or args.json), image_size=args.image_size)
     import os
 
     if int(os.environ.get("RANK", "0")) != 0:

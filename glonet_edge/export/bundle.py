@@ -1,5 +1,5 @@
-"""`export_bundle`: checkpoint -> BUNDLE/ with the depth family, the segment chain and a
-checksummed manifest (DESIGN.md "Bundle", "Segment chain").
+"""`export_bundle`: a checkpoint or a model in memory (see source.py) -> BUNDLE/ with the
+depth family, the segment chain and a checksummed manifest.
 
     BUNDLE/manifest.json
     BUNDLE/onnx/depth_008.onnx           one graph per exported depth, dynamic batch
@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -32,11 +32,12 @@ from ..data import score
 from ..errors import ConfigError
 from ..fileio import atomic_write_json, staged_directory
 from ..manifest import MANIFEST_NAME, Artifact, BundleManifest, DepthEntry, SegmentEntry
-from ..train.checkpoint import Checkpoint, load_checkpoint
+from ..progress import progress_bar
 from ..train.models.base import DepthModel, params_and_macs
 from . import onnx_export
 from .select import DEFAULT_STEP, resolve_depths
-from .verify import verify_family
+from .source import ExportSource, from_model, from_run
+from .verify import FamilyCheck, verify_family
 
 REPORT_NAME = "export.json"
 FAMILY_WEIGHTS = "family.fp32.bin"
@@ -55,63 +56,56 @@ def segment_path(bundle: Path, index: int) -> Path:
     return bundle / "segments" / f"segment_{index:02d}.onnx"
 
 
-def export_bundle(run_dir: str | Path, out_dir: str | Path, depths: str | Sequence[int] = "all", opset: int = 17,
-                  segments: bool | Sequence[int] = True, progress: bool = True, shared_weights: bool = False,
-                  dataset: str | None = None, step: float = DEFAULT_STEP) -> BundleManifest:
-    """Export the checkpoint in `run_dir` as a bundle at `out_dir` and return its manifest.
+def export_bundle(source: str | Path | DepthModel, out_dir: str | Path, depths: str | Sequence[int] = "all",
+                  opset: int = 17, segments: bool | Sequence[int] = True, progress: bool = True,
+                  shared_weights: bool = False, dataset: str | None = None, step: float = DEFAULT_STEP, *,
+                  example_input: Any = None, val: Any = None, metric: str | None = None, image_size: int | None = None,
+                  origin: dict[str, Any] | None = None) -> BundleManifest:
+    """Export a model as a bundle at `out_dir` and return its manifest.
 
+    source: a run directory written by `glonet train`, or a model in memory (a GloNet) with
+    `val`, its held-out data: (x, y), a DataLoader of (x, y) batches, or a path to an .npz or
+    an image folder (resized to image_size, default the model's). example_input: the tracing
+    input (default: val's first rows). metric: "accuracy" or "r2" (default: accuracy for
+    integer labels). origin: where the model came from, recorded in the manifest.
     depths: "all", "auto" (Pareto front of score vs MACs in `step`s, see select.py) or a list.
     segments: True cuts the chain at the exported depths, False writes none, a list gives
     the cut points. shared_weights: the depth graphs keep their weights in one shared,
-    deduplicated file instead of each carrying its own copy. dataset: where to reload the
-    held-out split when the path in the checkpoint's config does not exist on this machine.
+    deduplicated file instead of each carrying its own copy. dataset: where to reload a
+    run's held-out split when the path in its config does not exist on this machine.
     """
     started = time.perf_counter()
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    _check_out_dir(out_dir, run_dir)
+    out_dir = Path(out_dir)
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise ConfigError(f"opset must be an int in {MIN_OPSET}..{MAX_OPSET} (TensorRT 8.5 on JetPack 5 parses <= 17), "
                           f"got {opset!r}")
-    ckpt = load_checkpoint(run_dir)
-    model = ckpt.model.eval()
-    cfg = ckpt.config.model
-    x_val, y_val, data_spec = _validation_split(ckpt, dataset)
-    reference = _reference_outputs(model, x_val)
-    cost = {d: params_and_macs(model, d) for d in range(1, cfg.depth + 1)}
-    if ckpt.metrics is not None:
-        train_scores = {int(k): v for k, v in ckpt.metrics.score_by_depth.items()}
-    else:  # no metrics.json: the same held-out split, scored with torch here
-        train_scores = {d: score(cfg.task, reference[d - 1], y_val) for d in cost}
-    chosen = resolve_depths(depths, cfg.depth, train_scores, {d: macs for d, (_, macs) in cost.items()}, step)
-    cuts = chosen if segments is True else [] if segments is False else resolve_depths(list(segments), cfg.depth)
-    metric = "accuracy" if cfg.task == "classification" else "r2"
-    example = torch.from_numpy(x_val[np.arange(2) % len(x_val)])  # batch 2: a batch of 1 may get pinned
-
+    src = _open_source(source, out_dir, dataset, dict(example_input=example_input, val=val, metric=metric,
+                                                      image_size=image_size, origin=origin))
+    reference = _reference_outputs(src.model, src.x_val)
+    cost = {d: params_and_macs(src.model, d) for d in range(1, src.model.num_blocks + 1)}
+    # Without training metrics: the same held-out split, scored with torch here.
+    train_scores = src.train_scores or {d: score(src.task, reference[d - 1], src.y_val) for d in cost}
+    chosen = resolve_depths(depths, len(cost), train_scores, {d: macs for d, (_, macs) in cost.items()}, step)
+    cuts = chosen if segments is True else [] if segments is False else resolve_depths(list(segments), len(cost))
     with staged_directory(out_dir, keep_existing=False) as stage:
-        graphs, chain = _export_family(model, chosen, cuts, example, stage, opset, progress)
+        graphs, chain = _export_family(src.model, chosen, cuts, src.example, stage, opset, progress)
         t_export = time.perf_counter() - started
-        check = verify_family(cfg.task, x_val, y_val, reference, graphs, chain, progress=progress)
+        check = verify_family(src.task, src.x_val, src.y_val, reference, graphs, chain, progress=progress)
         storage = measure_storage(graphs, [p for _, p in chain])
-        companions = [_share_family_weights(graphs, opset, cfg.task, x_val, y_val, reference)] if shared_weights else []
-        manifest = BundleManifest(
-            model=ckpt.config.to_json(), source_checkpoint_sha256=ckpt.sha256, input_shape=list(cfg.input_shape),
-            task=cfg.task, metric_name=metric, opset=opset,
-            depths=[DepthEntry(d, *cost[d], [Artifact.from_file(stage, graphs[d], "onnx", "fp32", companions=companions)],
-                               {"fp32": {metric: check.scores[d]}}) for d in chosen],
-            segments=[entry for entry, _ in chain])
-        for entry, path in chain:
-            entry.set_artifact(Artifact.from_file(stage, path, "onnx", "fp32"))
-        manifest.save(stage)
-        BundleManifest.load(stage).verify(stage)  # what a reader will see: parses, every sha256 holds
-        rows = [{"depth": d, "params": cost[d][0], "macs": cost[d][1], metric: check.scores[d],
-                 f"checkpoint_{metric}": train_scores.get(d), "max_abs_err": check.graph_err[d],
+        companions = ([_share_family_weights(graphs, opset, src.task, src.x_val, src.y_val, reference)]
+                      if shared_weights else [])
+        manifest = _write_manifest(stage, src, opset, cost, check, graphs, chain, companions)
+        metric_name = manifest.metric_name
+        rows = [{"depth": d, "params": cost[d][0], "macs": cost[d][1], metric_name: check.scores[d],
+                 f"checkpoint_{metric_name}": train_scores.get(d), "max_abs_err": check.graph_err[d],
                  "bytes": graphs[d].stat().st_size} for d in chosen]
         atomic_write_json(stage / REPORT_NAME, {
-            "bundle": str(out_dir), "run": str(run_dir), "model": cfg.model, "model_depth": cfg.depth,
+            "bundle": str(out_dir), **{k: v for k, v in src.report.items() if k != "dataset"},
+            "model": src.description["model"], "model_depth": len(cost),
             "depths": chosen, "segments": [[e.start_depth, e.end_depth] for e, _ in chain],
             "opset": opset, "exporter": "torch.onnx.export(dynamo=False)", "shared_weights": shared_weights,
             "versions": _versions(),
-            "validation": {"dataset": data_spec, "samples": check.samples, "metric": metric,
+            "validation": {"dataset": src.report["dataset"], "samples": check.samples, "metric": metric_name,
                            "segment_max_abs_err": check.segment_err, "tolerance": check.tolerance},
             "rows": rows, "storage": storage,
             "seconds": {"export": round(t_export, 3), "total": round(time.perf_counter() - started, 3)},
@@ -119,43 +113,76 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, depths: str | Sequen
     return manifest
 
 
+def _open_source(source: str | Path | DepthModel, out_dir: Path, dataset: str | None,
+                 in_memory: dict[str, Any]) -> ExportSource:
+    """A run directory, or a model in memory with the keywords that only it takes."""
+    if isinstance(source, (str, Path)):
+        given = [k for k, v in in_memory.items() if v is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} describe a model in memory; a run directory brings its own model "
+                              "and data (dataset= reloads its split from elsewhere)")
+        _check_out_dir(out_dir, Path(source))
+        return from_run(Path(source), dataset)
+    if dataset is not None:
+        raise ConfigError("dataset= reloads a run directory's split; for a model in memory pass val=")
+    if in_memory["val"] is None:
+        raise ConfigError("export_bundle(model, ...) needs val=: (x, y), a DataLoader or a path to an .npz or image "
+                          "folder, the held-out data every graph is checked and scored on")
+    _check_out_dir(out_dir, None)
+    return from_model(source, **in_memory)
+
+
+def _write_manifest(stage: Path, src: ExportSource, opset: int, cost: dict[int, tuple[int, int]], check: FamilyCheck,
+                    graphs: dict[int, Path], chain: list[tuple[SegmentEntry, Path]],
+                    companions: list[Path]) -> BundleManifest:
+    metric = "accuracy" if src.task == "classification" else "r2"
+    manifest = BundleManifest(
+        model=src.description, source_checkpoint_sha256=src.sha256, input_shape=list(src.x_val.shape[1:]),
+        task=src.task, metric_name=metric, opset=opset,
+        depths=[DepthEntry(d, *cost[d], [Artifact.from_file(stage, graphs[d], "onnx", "fp32", companions=companions)],
+                           {"fp32": {metric: check.scores[d]}}) for d in sorted(graphs)],
+        segments=[entry for entry, _ in chain])
+    for entry, path in chain:
+        entry.set_artifact(Artifact.from_file(stage, path, "onnx", "fp32"))
+    manifest.save(stage)
+    BundleManifest.load(stage).verify(stage)  # what a reader will see: parses, every sha256 holds
+    return manifest
+
+
 def _export_family(model: DepthModel, chosen: list[int], cuts: list[int], example: torch.Tensor, stage: Path,
                    opset: int, progress: bool) -> tuple[dict[int, Path], list[tuple[SegmentEntry, Path]]]:
-    from tqdm.auto import tqdm
-
     graphs: dict[int, Path] = {}
     chain: list[tuple[SegmentEntry, Path]] = []
-    with tqdm(total=len(chosen) + len(cuts), desc="export", unit="graph", disable=not progress, leave=False) as bar:
+    bar = progress_bar(len(chosen) + len(cuts), "export", "graph", enabled=progress)
+    try:
         for d in chosen:
-            bar.set_postfix(depth=d)
             graphs[d] = depth_graph_path(stage, d)
             onnx_export.export_depth_graph(model, d, example, graphs[d], opset)
-            bar.update(1)
+            if bar is not None:
+                bar.update(1)
         start = 0
         for j, end in enumerate(cuts):
-            bar.set_postfix(segment=j)
             path = segment_path(stage, j)
             inputs, outputs = onnx_export.export_segment(model, start, end, example, path, opset)
             chain.append((SegmentEntry(j, start, end, inputs, outputs), path))
             start = end
-            bar.update(1)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
     return graphs, chain
 
 
-def _check_out_dir(out_dir: Path, run_dir: Path) -> None:
+def _check_out_dir(out_dir: Path, run_dir: Path | None) -> None:
     """The bundle directory is replaced as a whole: refuse anything that is not a bundle."""
-    out_r, run_r = out_dir.resolve(), run_dir.resolve()
-    if out_r == run_r or out_r in run_r.parents:
-        raise ConfigError(f"--out {out_dir} would replace the checkpoint {run_dir}; choose another directory")
+    if run_dir is not None:
+        out_r, run_r = out_dir.resolve(), run_dir.resolve()
+        if out_r == run_r or out_r in run_r.parents:
+            raise ConfigError(f"--out {out_dir} would replace the checkpoint {run_dir}; choose another directory")
     if out_dir.exists() and not (out_dir.is_dir() and (not any(out_dir.iterdir()) or (out_dir / MANIFEST_NAME).is_file())):
         raise ConfigError(f"--out {out_dir} exists and is not a bundle (no {MANIFEST_NAME}); export replaces the whole "
                           "directory, so point --out at a new or an existing bundle directory")
-
-
-def _validation_split(ckpt: Checkpoint, dataset: str | None) -> tuple[np.ndarray, np.ndarray, str]:
-    """The checkpoint's held-out split, rebuilt from its recorded data spec, seed and fraction."""
-    data = ckpt.reload_data(dataset)
-    return data.x_val, data.y_val, dataset or ckpt.config.data["dataset"]
 
 
 @torch.no_grad()

@@ -19,8 +19,12 @@ outputs cannot reuse the input names: an ONNX graph assigns each name once.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -76,6 +80,21 @@ def state_at(model: DepthModel, x: torch.Tensor, depth: int) -> State:
     return state
 
 
+@contextlib.contextmanager
+def _stdout_discarded() -> Iterator[None]:
+    """torch's exporter switches its C++ log on and prints the whole TorchScript graph to the
+    process's stdout when an op cannot be exported; the raised error already says what matters."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _torch_export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
                   output_names: list[str], opset: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,8 +105,12 @@ def _torch_export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path,
         # a check that is rightly baked into the graph as a constant.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(module.eval(), args, str(path), input_names=input_names, output_names=output_names,
-                          dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, dynamo=False)
+        try:
+            with _stdout_discarded():
+                torch.onnx.export(module.eval(), args, str(path), input_names=input_names, output_names=output_names,
+                                  dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, dynamo=False)
+        except torch.onnx.OnnxExporterError as exc:  # an op or an argument ONNX cannot express
+            raise ArtifactError(f"torch.onnx cannot export {path.name}: {str(exc).splitlines()[0]}") from exc
 
 
 def export_depth_graph(model: DepthModel, depth: int, example: torch.Tensor, path: Path, opset: int) -> None:

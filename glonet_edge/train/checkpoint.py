@@ -1,7 +1,9 @@
 """Checkpoint directory (contract): RUN/config.json, RUN/model.safetensors, RUN/metrics.json.
 
 Weights are safetensors only (no pickle). The whole directory is staged and swapped in, so
-a crash while saving leaves the previous run or nothing.
+a crash while saving leaves the previous run or nothing. A user's own weights file (for
+`glonet export --module`) is read by `read_state_dict`: safetensors, or a `.pt` state_dict
+read with torch.load(weights_only=True), which refuses anything that would unpickle code.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
 from .. import __version__
 from ..errors import ArtifactError, ConfigError
@@ -147,7 +150,8 @@ class Checkpoint:
             raise ConfigError(f"{self.path}/config.json records no data set; pass the one it was trained on with --data")
         try:
             data = load_dataset(spec, seed=int(data_cfg.get("seed", 0)),
-                                val_fraction=float(data_cfg.get("val_fraction", 0.2)))
+                                val_fraction=float(data_cfg.get("val_fraction", 0.2)),
+                                image_size=data_cfg.get("image_size"))
         except ConfigError as exc:
             raise ConfigError(f"cannot reload the held-out split of {spec!r} ({exc}); pass --data with where that "
                               "data set is on this machine") from exc
@@ -224,3 +228,59 @@ def load_checkpoint(run: str | Path) -> Checkpoint:
     if (run / METRICS_NAME).is_file():
         metrics = RunMetrics.from_json(read_json(run / METRICS_NAME, "checkpoint metrics"))
     return Checkpoint(config, metrics, model, run)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors by name from a .safetensors file or a torch.save'd state_dict (.pt/.pth, also a
+    Lightning-style {"state_dict": {...}}), never unpickling code."""
+    import pickle
+    import re
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"weights file {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        what = f"it pickles {found.group(1)}" if found else "it holds pickled Python objects"
+        raise ArtifactError(f"refused {path}: {what}, and loading that would run code; save the weights alone: "
+                            "safetensors.torch.save_file(model.state_dict(), 'model.safetensors')") from exc
+    except (SafetensorError, OSError, RuntimeError, ValueError, EOFError) as exc:
+        raise ArtifactError(f"{path} is not a readable weights file ({str(exc).splitlines()[0]}); write it with "
+                            "safetensors.torch.save_file(model.state_dict(), ...) or torch.save(model.state_dict(), ...)") from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ArtifactError(f"{path} does not hold a state_dict (names -> tensors); save model.state_dict()")
+    return state
+
+
+def load_weights(model: nn.Module, path: str | Path) -> str:
+    """Load a weights file into `model` (every key must match) and return the file's sha256."""
+    state = read_state_dict(path)
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ArtifactError(f"{path} does not fit the model: missing keys {_listed(missing)}, unexpected keys "
+                            f"{_listed(unexpected)}; save the state_dict of this same model")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ArtifactError(f"{path}: tensors {_listed(bad)} hold NaN/Inf; the training diverged")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # shapes: torch names each tensor with both shapes
+        detail = "; ".join(line.strip() for line in str(exc).splitlines()[1:]) or str(exc)
+        raise ArtifactError(f"{path} does not fit the model: {detail}") from exc
+    return sha256_file(path)
+
+
+def _listed(keys: list[str], limit: int = 10) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"[{shown}{f', ... {len(keys) - limit} more' if len(keys) > limit else ''}]" if keys else "[]"

@@ -7,6 +7,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 
 from ..data import Dataset, load_dataset, score
 from ..errors import ConfigError
+from ..progress import progress_bar
 from .checkpoint import RunConfig, RunMetrics, save_checkpoint
 from .models import DepthModel, ModelConfig, create_model
 
@@ -70,6 +72,25 @@ def loss_fn(model: DepthModel, pred: torch.Tensor, y: torch.Tensor) -> torch.Ten
     return F.mse_loss((pred - model.target_mean) / model.target_std, (y - model.target_mean) / model.target_std)
 
 
+def cut_loss(outputs: Sequence[torch.Tensor], target: torch.Tensor,
+             criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
+             weight: float = 1.0) -> torch.Tensor:
+    """The loss of `glonet train --cut-loss`, for any training loop:
+
+        criterion(y_L, target) + weight * mean(criterion(y_k, target) for k < L)
+
+    `outputs` are the predictions at every depth from one pass, `model(x, all_depths=True)`.
+    The shallower cuts are trained to answer on their own, so every depth of the exported
+    family is usable; weight 0 is the paper's plain training of the full depth.
+    """
+    if not outputs:
+        raise ConfigError("cut_loss needs the outputs at every depth: model(x, all_depths=True)")
+    loss = criterion(outputs[-1], target)
+    if weight and len(outputs) > 1:
+        loss = loss + weight * torch.stack([criterion(o, target) for o in outputs[:-1]]).mean()
+    return loss
+
+
 @torch.no_grad()
 def score_by_depth(model: DepthModel, x: np.ndarray, y: np.ndarray, batch: int = 512) -> dict[str, float]:
     """Validation score at every depth 1..L from one pass per batch."""
@@ -114,11 +135,7 @@ def train_model(model: DepthModel, data: Dataset, settings: TrainSettings, progr
     x_train, y_train = x_train.to(device), y_train.to(device)
     gen = torch.Generator().manual_seed(settings.seed)
     metrics = RunMetrics(data.metric_name, {})
-    bar = None
-    if progress and rank == 0:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=settings.epochs, desc=desc, unit="epoch", leave=False)
+    bar = progress_bar(settings.epochs, desc, "epoch", enabled=progress and rank == 0)
     try:
         for epoch in range(settings.epochs):
             model.train()
@@ -133,9 +150,8 @@ def train_model(model: DepthModel, data: Dataset, settings: TrainSettings, progr
                 if len(idx) == 0:
                     continue
                 if settings.cut_loss > 0:
-                    outs = net(x_train[idx], all_depths=True)
-                    cuts = torch.stack([loss_fn(model, o, y_train[idx]) for o in outs[:-1]]).mean() if len(outs) > 1 else 0.0
-                    loss = loss_fn(model, outs[-1], y_train[idx]) + settings.cut_loss * cuts
+                    loss = cut_loss(net(x_train[idx], all_depths=True), y_train[idx],
+                                    lambda pred, y: loss_fn(model, pred, y), settings.cut_loss)
                 else:
                     loss = loss_fn(model, net(x_train[idx]), y_train[idx])
                 if not torch.isfinite(loss):
@@ -168,19 +184,22 @@ def train_model(model: DepthModel, data: Dataset, settings: TrainSettings, progr
 
 def train_run(model_name: str, depth: int, dataset: str, out: str | Path | None, width: int = 32,
               options: dict | None = None, settings: TrainSettings | None = None, val_fraction: float = 0.2,
-              progress: bool = True) -> tuple[DepthModel, RunMetrics]:
-    """`glonet train`: load data, build the model from the registry, train, save RUN (rank 0)."""
+              progress: bool = True, image_size: int | None = None) -> tuple[DepthModel, RunMetrics]:
+    """`glonet train`: load data, build the model from the registry, train, save RUN (rank 0).
+    image_size: an image folder's images are resized to image_size x image_size."""
     settings = settings or TrainSettings()
     settings.validate()
-    data = load_dataset(dataset, seed=settings.seed, val_fraction=val_fraction)
+    data = load_dataset(dataset, seed=settings.seed, val_fraction=val_fraction, image_size=image_size)
     spec = str(Path(dataset).resolve()) if dataset not in ("digits", "diabetes") else dataset
     torch.manual_seed(settings.seed)
     config = ModelConfig(model_name, depth, data.input_shape, data.num_outputs, data.task, width, dict(options or {}))
     model = create_model(config)
     metrics = train_model(model, data, settings, progress=progress, desc=f"{model_name} d={depth}")
     rank, world = _dist_info()
-    run_config = RunConfig(config, {"dataset": spec, "seed": settings.seed, "val_fraction": val_fraction},
-                           {**asdict(settings), "world_size": world})
+    data_record = {"dataset": spec, "seed": settings.seed, "val_fraction": val_fraction}
+    if image_size is not None:
+        data_record["image_size"] = image_size
+    run_config = RunConfig(config, data_record, {**asdict(settings), "world_size": world})
     if out is not None and rank == 0:
         save_checkpoint(out, run_config, model, metrics)
     if world > 1:

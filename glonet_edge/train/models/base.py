@@ -69,18 +69,28 @@ class InputNorm(nn.Module):
     """(x - mean) / std with statistics from the training split, stored in the weights.
 
     Folding this into the model means every exported graph takes raw data-source input.
+    Built with no shape (`input_shape=()`), it is the identity until `fit` gives it the shape
+    of the data, or a state_dict gives it the shape it was fitted with: a model built before
+    it has seen any data (a GloNet without `input_shape`) still loads its trained weights.
     """
 
-    def __init__(self, input_shape: list[int]):
+    def __init__(self, input_shape: list[int] | tuple[int, ...] = ()):
         super().__init__()
         self.register_buffer("mean", torch.zeros(input_shape))
         self.register_buffer("inv_std", torch.ones(input_shape))
 
     @torch.no_grad()
     def fit(self, x: torch.Tensor) -> None:
-        self.mean.copy_(x.mean(dim=0))
         std = x.std(dim=0)
-        self.inv_std.copy_(torch.where(std > 1e-6, 1.0 / std.clamp_min(1e-6), torch.ones_like(std)))
+        self.mean = x.mean(dim=0).to(self.mean)
+        self.inv_std = torch.where(std > 1e-6, 1.0 / std.clamp_min(1e-6), torch.ones_like(std)).to(self.inv_std)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        for name in ("mean", "inv_std"):
+            saved, own = state_dict.get(prefix + name), getattr(self, name)
+            if saved is not None and own.dim() == 0 and saved.shape != own.shape:
+                setattr(self, name, torch.empty(saved.shape, dtype=own.dtype, device=own.device))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) * self.inv_std
@@ -101,11 +111,23 @@ class DepthModel(nn.Module):
             self.register_buffer("target_std", torch.ones(config.num_outputs))
 
     @torch.no_grad()
-    def fit_normalisation(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def fit_normalisation(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """Input statistics from training samples x; regression targets y are standardised too."""
         self.input_norm.fit(x)
         if self.config.task == "regression":
+            if y is None:
+                raise ConfigError("a regression model standardises its targets: pass fit_normalisation(x, y)")
             self.target_mean.copy_(y.mean(dim=0))
             self.target_std.copy_(y.std(dim=0).clamp_min(1e-6))
+
+    @property
+    def input_shape(self) -> list[int]:
+        """One sample's shape, without the batch dimension."""
+        return list(self.config.input_shape)
+
+    def describe(self) -> dict[str, Any]:
+        """What a bundle's manifest records as its "model"."""
+        return self.config.to_json()
 
     def embed(self, x: torch.Tensor) -> State:
         raise NotImplementedError
@@ -144,6 +166,26 @@ class DepthModel(nn.Module):
         for i in range(depth):
             state = self.step(i, state)
         return self.readout(state)
+
+    @torch.no_grad()
+    def dry_run(self, example: torch.Tensor) -> torch.Tensor:
+        """The full-depth output for `example` in eval mode, without gradients: blocks that do
+        not fit together, or a head that cannot read what they give, are reported here."""
+        was_training = self.training
+        self.eval()
+        try:
+            self.check_input(example)
+            state = self.embed(example)
+            for i in range(self.num_blocks):
+                state = self.step(i, state)
+            try:
+                return self.readout(state)
+            except RuntimeError as exc:
+                shapes = [tuple(t.shape[1:]) for t in state]
+                raise ConfigError(f"the head of this {type(self).__name__} cannot read its state of shapes {shapes} "
+                                  f"({exc}); give a head that takes them") from exc
+        finally:
+            self.train(was_training)
 
     def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Predictions at every depth 1..L from one pass (the readout is cheap)."""
