@@ -30,10 +30,11 @@ import torch
 from .. import __version__
 from ..data import score
 from ..errors import ConfigError
+from ..exit_calibration import calibrate_bundle
 from ..fileio import atomic_write_json, staged_directory
 from ..manifest import MANIFEST_NAME, Artifact, BundleManifest, DepthEntry, SegmentEntry
 from ..train.checkpoint import Checkpoint, load_checkpoint
-from ..train.models.base import DepthModel, params_and_macs
+from ..train.models.base import DepthModel, params_and_macs, segment_macs
 from . import onnx_export
 from .select import DEFAULT_STEP, resolve_depths
 from .verify import verify_family
@@ -101,6 +102,7 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, depths: str | Sequen
             segments=[entry for entry, _ in chain])
         for entry, path in chain:
             entry.set_artifact(Artifact.from_file(stage, path, "onnx", "fp32"))
+        exits = calibrate_bundle(stage, manifest, "fp32", x_val, y_val)
         manifest.save(stage)
         BundleManifest.load(stage).verify(stage)  # what a reader will see: parses, every sha256 holds
         rows = [{"depth": d, "params": cost[d][0], "macs": cost[d][1], metric: check.scores[d],
@@ -113,7 +115,7 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, depths: str | Sequen
             "versions": _versions(),
             "validation": {"dataset": data_spec, "samples": check.samples, "metric": metric,
                            "segment_max_abs_err": check.segment_err, "tolerance": check.tolerance},
-            "rows": rows, "storage": storage,
+            "rows": rows, "storage": storage, "exits": exits,
             "seconds": {"export": round(t_export, 3), "total": round(time.perf_counter() - started, 3)},
         })
     return manifest
@@ -136,7 +138,7 @@ def _export_family(model: DepthModel, chosen: list[int], cuts: list[int], exampl
             bar.set_postfix(segment=j)
             path = segment_path(stage, j)
             inputs, outputs = onnx_export.export_segment(model, start, end, example, path, opset)
-            chain.append((SegmentEntry(j, start, end, inputs, outputs), path))
+            chain.append((SegmentEntry(j, start, end, inputs, outputs, macs=segment_macs(model, start, end)), path))
             start = end
             bar.update(1)
     return graphs, chain

@@ -78,6 +78,7 @@ import numpy as np
 
 from ..progress import progress_bar
 from ..errors import ArtifactError, ConfigError, require
+from ..exit_calibration import calibrate_bundle
 from ..fileio import staged_directory
 from ..manifest import Artifact, BundleManifest
 
@@ -1186,6 +1187,7 @@ def quantize_bundle(bundle_dir: str | Path, method: str = "ort", calib_size: int
                          if r["status"] == "rejected"},
         }
         timing["quantize_total_s"] = result["seconds"]
+        result["exits"] = calibrate_bundle(stage, manifest, "int8", cal.x_val, cal.y_val)
         manifest.save(stage)
         from ..fileio import atomic_write_json
 
