@@ -23,9 +23,10 @@ last one rejected before the first that is not is kept. Per-sample loss, in [0, 
   mean squared deviation (so the R^2 drop <= risk), clipped to [0, 1]: the bound assumes no
   exit adds more than one variance of error to a single sample.
 Assumption: calibration, held-out and served inputs are exchangeable (i.i.d. from one
-distribution). Then, with probability >= `confidence` over the calibration draw, the
-expected drop from depth d is <= a for every recorded point at once. The held-out part
-measures what that gave on data the choice never saw; both figures are recorded.
+distribution). Then, for each recorded point, with probability >= `confidence` over the
+calibration draw, the expected risk, and so the expected drop from depth d, is <= a. The
+held-out part measures what that gave on data the choice never saw (its drop and risk carry
+sampling noise: with 120 held-out rows one row is 0.8 points); both figures are recorded.
 With no loss observed the test passes only when (1 - a)^n <= 1 - confidence, so a drop a
 needs n >= log(1 - confidence) / log(1 - a) calibration samples (`minimum_samples`).
 """
@@ -252,15 +253,15 @@ def calibrate(outputs: Sequence[np.ndarray], y: np.ndarray, task: str, depths: S
     grid = threshold_grid(rule, scale)
     cum_macs = np.cumsum(segment_macs) if segment_macs is not None else None
     check_idx = [j for j in range(len(depths)) if (j + 1) % stride == 0]
-    ctx = _Context(task, stacked, y, conf, np.asarray(depths), cum_macs, parts)
+    ctx = _Context(task, stacked, y, conf, np.asarray(depths), cum_macs, parts, loss_table)
     points = []
     for cap in range(len(depths)):
         cols = [j for j in check_idx if j < cap] + [cap]
         if len(cols) < 2:
             continue
         cal = parts["calibration"]
-        loss = loss_table(cap)[:, cols]
-        risks = [float(loss[np.arange(n_cal), first_exit(conf[cal][:, cols], t)].mean()) for t in grid]
+        loss, cal_conf = loss_table(cap)[np.ix_(cal, cols)], conf[np.ix_(cal, cols)]
+        risks = [float(loss[np.arange(n_cal), first_exit(cal_conf, t)].mean()) for t in grid]
         for a in max_drops:
             chosen = fixed_sequence(risks, n_cal, a, 1.0 - confidence_level)
             if chosen:  # None: nothing certified; 0: only "never exit early"
@@ -312,6 +313,7 @@ class _Context:
     depths: np.ndarray
     cum_macs: Optional[np.ndarray]
     parts: Dict[str, np.ndarray]
+    loss_table: Any
 
     def figures(self, rows: np.ndarray, cap: int, cols: List[int], threshold: float, exits: bool) -> Dict[str, Any]:
         seg = np.asarray(cols)[first_exit(self.conf[rows][:, cols], threshold)]
@@ -319,6 +321,7 @@ class _Context:
         reference = score(self.task, self.stacked[cap, rows], self.y[rows])
         out: Dict[str, Any] = {"score": round(adaptive, 6), "reference_score": round(reference, 6),
                                "drop": round(reference - adaptive, 6),
+                               "risk": round(float(self.loss_table(cap)[rows, seg].mean()), 6),
                                "mean_depth": round(float(self.depths[seg].mean()), 4),
                                "mean_macs": None if self.cum_macs is None else round(float(self.cum_macs[seg].mean()), 1)}
         if exits:

@@ -82,6 +82,13 @@ def test_thresholds_save_cost_and_the_record_round_trips():
     assert full.heldout["mean_depth"] < 6 and full.heldout["drop"] <= 0.05
     assert set(full.heldout["exits"]) <= {"2", "4", "6"} and sum(full.heldout["exits"].values()) == 1000
     assert full.heldout["mean_macs"] == pytest.approx(100 * full.heldout["mean_depth"])
+    for part, figures in (("calibration", full.calibration), ("heldout", full.heldout)):
+        rows = exits.split_rows(len(y))[part]  # the figures come from these rows, and only these
+        conf = np.stack([exits.confidence("max-prob", outputs[j][rows], None) for j in (1, 3, 5)], axis=1)
+        seg = np.array([1, 3, 5])[exits.first_exit(conf, full.threshold)]
+        correct = np.stack([o[rows].argmax(1) == y[rows] for o in outputs], axis=1)
+        risk = np.mean(correct[:, 5] & ~correct[np.arange(len(rows)), seg])
+        assert figures["risk"] == pytest.approx(risk, abs=1e-6) and figures["mean_depth"] == pytest.approx(seg.mean() + 1)
     assert record.point_for(6, 0.004) is None and record.point_for(5, 0.05).max_depth == 5
     assert exits.ExitCalibration.from_json(record.to_json()) == record
 
