@@ -21,7 +21,7 @@ EXTRA_OF_MODULE = {
     "onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "cuda": "tensorrt", "PIL": "images",
 }
 
-COMMANDS = ("train", "export", "quantize", "compile", "profile", "run", "simulate", "bench",
+COMMANDS = ("train", "export", "quantize", "calibrate", "compile", "profile", "run", "simulate", "bench",
             "inspect", "doctor", "explain", "report", "pipeline", "demo")
 
 

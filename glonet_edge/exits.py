@@ -135,7 +135,7 @@ class ExitPoint:
     max_drop: float
     threshold: float
     calibration: Dict[str, float]  # risk (mean loss), drop, mean_depth on the calibration part
-    heldout: Dict[str, Any]  # score, reference_score, drop, mean_depth, mean_macs, exits on the held-out part
+    heldout: Dict[str, Any]  # score, reference_score, drop, risk, mean_depth, mean_macs, exits on the held-out part
 
     def to_json(self) -> Dict[str, Any]:
         return {"max_depth": self.max_depth, "max_drop": self.max_drop, "threshold": self.threshold,
@@ -149,6 +149,13 @@ class ExitPoint:
         _expect(_is_number(d.get("threshold")), f"{where}: threshold must be a finite number")
         for key in ("calibration", "heldout"):
             _expect(isinstance(d.get(key), dict), f"{where}: '{key}' must be an object")
+        held = d["heldout"]
+        _expect(all(_is_number(held.get(k)) for k in ("score", "reference_score", "drop", "risk", "mean_depth")),
+                f"{where}: heldout needs numbers score, reference_score, drop, risk and mean_depth")
+        _expect(held.get("mean_macs") is None or _is_number(held["mean_macs"]), f"{where}: bad heldout mean_macs")
+        exits = held.get("exits")
+        _expect(isinstance(exits, dict) and exits and all(k.isdigit() and _is_int(v) and v >= 0 for k, v in exits.items()),
+                f"{where}: heldout 'exits' must map depths to row counts")
         return cls(d["max_depth"], float(d["max_drop"]), float(d["threshold"]), dict(d["calibration"]),
                    dict(d["heldout"]))
 
@@ -265,7 +272,7 @@ def calibrate(outputs: Sequence[np.ndarray], y: np.ndarray, task: str, depths: S
         for a in max_drops:
             chosen = fixed_sequence(risks, n_cal, a, 1.0 - confidence_level)
             if chosen:  # None: nothing certified; 0: only "never exit early"
-                points.append(ctx.point(cap, cols, a, float(grid[chosen]), risks[chosen], cap == len(depths) - 1))
+                points.append(ctx.point(cap, cols, a, float(grid[chosen]), risks[chosen]))
     notes = [] if points else ["no threshold could be certified: every early exit loses too much at these drops"]
     return ExitCalibration(rule, confidence_level, [int(depths[j]) for j in check_idx], stride, chain_precision,
                            n_cal, n - n_cal, points, notes)
@@ -315,7 +322,7 @@ class _Context:
     parts: Dict[str, np.ndarray]
     loss_table: Any
 
-    def figures(self, rows: np.ndarray, cap: int, cols: List[int], threshold: float, exits: bool) -> Dict[str, Any]:
+    def figures(self, rows: np.ndarray, cap: int, cols: List[int], threshold: float) -> Dict[str, Any]:
         seg = np.asarray(cols)[first_exit(self.conf[rows][:, cols], threshold)]
         adaptive = score(self.task, self.stacked[seg, rows], self.y[rows])
         reference = score(self.task, self.stacked[cap, rows], self.y[rows])
@@ -324,14 +331,12 @@ class _Context:
                                "risk": round(float(self.loss_table(cap)[rows, seg].mean()), 6),
                                "mean_depth": round(float(self.depths[seg].mean()), 4),
                                "mean_macs": None if self.cum_macs is None else round(float(self.cum_macs[seg].mean()), 1)}
-        if exits:
-            found, counts = np.unique(self.depths[seg], return_counts=True)
-            out["exits"] = {str(int(d)): int(c) for d, c in zip(found, counts)}
+        found, counts = np.unique(self.depths[seg], return_counts=True)
+        out["exits"] = {str(int(d)): int(c) for d, c in zip(found, counts)}  # depth -> rows that stopped there
         return out
 
-    def point(self, cap: int, cols: List[int], max_drop: float, threshold: float, risk: float,
-              deepest: bool) -> ExitPoint:
-        cal = self.figures(self.parts["calibration"], cap, cols, threshold, False)
-        held = self.figures(self.parts["heldout"], cap, cols, threshold, deepest)
+    def point(self, cap: int, cols: List[int], max_drop: float, threshold: float, risk: float) -> ExitPoint:
+        cal = self.figures(self.parts["calibration"], cap, cols, threshold)
+        held = self.figures(self.parts["heldout"], cap, cols, threshold)
         return ExitPoint(int(self.depths[cap]), float(max_drop), threshold,
                          {"risk": round(risk, 6), "drop": cal["drop"], "mean_depth": cal["mean_depth"]}, held)

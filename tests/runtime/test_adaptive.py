@@ -194,3 +194,18 @@ def test_adaptive_refuses_without_thresholds_it_can_trust(families, tmp_path):
         Runtime.open(bundle, precision="fp32", power="none", adaptive=True)
     with Runtime.open(bundle, precision="int8", power="none") as rt:  # plain serving is unaffected
         assert rt.infer(np.zeros((1, 1, 8, 8), np.float32)).depths is None
+
+
+def test_calibrate_command_recalibrates_one_precision(families, tmp_path, capsys):
+    from glonet_edge.cli import main
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(families["fc"], bundle)
+    assert main(["calibrate", str(bundle), "--max-drops", "0.005"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs at least 460 (a validation split of 690)" in err
+    assert main(["calibrate", str(bundle), "--precision", "fp32", "--max-drops", "0.02", "--stride", "2", "--json"]) == 0
+    manifest = BundleManifest.load(bundle)
+    record = manifest.exits["fp32"]
+    assert record.stride == 2 and record.checks == [2, 4, 6, 8] and {p.max_drop for p in record.points} == {0.02}
+    assert manifest.exits["int8"] == BundleManifest.load(families["fc"]).exits["int8"]  # left alone
