@@ -1,9 +1,9 @@
 """Bundle manifest: the one file that describes a family of depth-truncated graphs.
 
-Contract (DESIGN.md "Bundle"): `schema_version`, the model config, the source checkpoint
-sha256 and `depths`, a list of entries with `depth`, `params`, `macs`, `artifacts`,
-`metrics`, and once profiled `latency_ms` / `energy_mj`. Every artifact path is relative to
-the bundle and checked by sha256 on load.
+Contract (docs/architecture.md, "File contracts"): `schema_version`, the model config, the
+source checkpoint sha256 and `depths`, a list of entries with `depth`, `params`, `macs`,
+`artifacts`, `metrics`, and once profiled `latency_ms` / `energy_mj`. Every artifact path is
+relative to the bundle and checked by sha256 on load.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def _expect(cond: bool, msg: str) -> None:

@@ -284,7 +284,7 @@ class Pipeline:
         return self.workdir / self.config.sections.get("report", {}).get("out", "report.html")
 
     def _stage_report(self, cfg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        from .report import write_report
+        from .report.report import write_report
 
         out = self._report_path()
         write_report(self.bundle_dir, out, run_dir=self.run_dir)

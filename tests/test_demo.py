@@ -8,6 +8,7 @@ import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("openvino")
+pytest.importorskip("matplotlib")  # the report's plots
 
 from glonet_edge.cli import main  # noqa: E402
 

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from glonet_edge.cli import main  # noqa: E402
 from glonet_edge.errors import ConfigError  # noqa: E402
-from glonet_edge.explain import block_terms, explain_model, explain_run  # noqa: E402
+from glonet_edge.report.explain import block_terms, explain_model, explain_run  # noqa: E402
 from glonet_edge.train.models import ModelConfig, create_model  # noqa: E402
 from glonet_edge.train.trainer import TrainSettings, train_run  # noqa: E402
 
@@ -53,6 +53,7 @@ def test_regression_output_decomposes():
 
 
 def test_trained_glonet_deep_blocks_fade(tmp_path, capsys):
+    pytest.importorskip("matplotlib")  # the command writes explain.png
     """Self-regulation on a real short training (checked beforehand at 2 seeds and cut_loss 0 and 1:
     the deepest quarter holds ~1.3-1.7 % of the logit per block vs ~12 % for the shallowest)."""
     run = tmp_path / "fc16"

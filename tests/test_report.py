@@ -19,7 +19,7 @@ from glonet_edge.cli import main  # noqa: E402
 from glonet_edge.errors import ConfigError  # noqa: E402
 from glonet_edge.export import export_bundle  # noqa: E402
 from glonet_edge.manifest import BundleManifest  # noqa: E402
-from glonet_edge.report import write_report  # noqa: E402
+from glonet_edge.report.report import write_report  # noqa: E402
 from glonet_edge.train.trainer import TrainSettings, train_run  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -9,9 +9,10 @@ A suite is a module in this package with
     table(result) -> (rows, title)               optional: what the console shows instead of
                                                   result["rows"]
 
-and the command writes the result to DIR/<stem>.json, where <stem> is the suite name with
-"-" replaced by "_" (`train-speed` -> `train_speed.json`, a DESIGN.md contract). Modules
-import only the standard library at top level, so building the CLI parser stays instant.
+and the command writes the result to DIR/<stem>.json (`result_json`: one line per row), where
+<stem> is the suite name with "-" replaced by "_" (`train-speed` -> `train_speed.json`;
+docs/architecture.md, "File contracts"). Modules import only the standard library at top
+level, so building the CLI parser stays instant.
 
 To add a suite, drop its module here and name it in SUITES (or call `register_suite`).
 `latency` and `power` are listed already: they appear in the CLI as soon as their module
@@ -23,7 +24,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import json
 from types import ModuleType
+from typing import Any
 
 from ..errors import ConfigError
 
@@ -86,3 +89,38 @@ def int_list(text: str, minimum: int = 1) -> list[int]:
 def seed_list(text: str) -> list[int]:
     """argparse type for "0,1,2": seeds, >= 0."""
     return int_list(text, minimum=0)
+
+
+def result_json(result: Any) -> str:
+    """`result` as JSON text with one line per row: a list of scalars, or an object whose values
+    are scalars or lists of scalars, stays on one line; anything deeper is indented.
+
+    Checked-in results stay short and diff row by row, and load to exactly the same values
+    (floats are written as Python's shortest round-trip repr)."""
+    # The round trip does what json.dumps does to tuples and non-string keys, and refuses NaN.
+    plain = json.loads(json.dumps(result, allow_nan=False))
+    return _json_block(plain, "") + "\n"
+
+
+def _is_row(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_is_flat(v) for v in value.values())
+    return _is_flat(value)
+
+
+def _is_flat(value: Any) -> bool:
+    """A scalar or a list of scalars."""
+    if isinstance(value, list):
+        return not any(isinstance(v, (dict, list)) for v in value)
+    return not isinstance(value, dict)
+
+
+def _json_block(value: Any, indent: str) -> str:
+    if _is_row(value):
+        return json.dumps(value)
+    inner = indent + "  "
+    if isinstance(value, dict):
+        items = [f"{inner}{json.dumps(key)}: {_json_block(v, inner)}" for key, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{indent}}}"
+    items = [inner + _json_block(v, inner) for v in value]
+    return "[\n" + ",\n".join(items) + f"\n{indent}]"

@@ -45,7 +45,7 @@ from . import int_list, seed_list
 HELP = "held-out score vs depth of glonet-fc and the paper's baselines, and GloNet's score at every cut"
 DEFAULT_DEPTHS = [2, 4, 8, 16, 32, 64, 128, 200]
 DEFAULT_MODELS = ["glonet-fc", "residual-fc", "resnet-fc", "plain-fc"]
-# Paper, reference fc on MNIST, score at cut k = 1..8 (DESIGN.md section 1).
+# The GloNet paper's reference fc on MNIST: score at cut k = 1..8, as the paper reports it.
 PAPER_CUTS = [0.216, 0.564, 0.755, 0.884, 0.934, 0.950, 0.951, 0.953]
 
 
@@ -76,15 +76,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import time
-
     import torch
 
-    from ..data import load_dataset
     from ..errors import ConfigError
-    from ..train.models import ModelConfig, create_model
-    from ..train.trainer import TrainingDiverged, TrainSettings, train_model
-    from .summary import environment
+    from ..report.environment import environment
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if not m.endswith("-fc")]
@@ -92,42 +87,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--models takes fc models ({', '.join(DEFAULT_MODELS)}), got {args.models!r}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows: list[dict[str, Any]] = []
-    cuts: dict[str, float] = {}
-    total = len(models) * len(args.depths) * len(args.seeds)
-    metric = None
-    for seed in args.seeds:
-        data = load_dataset(args.dataset, seed=seed)
-        metric = data.metric_name
-        settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, cut_loss=args.cut_loss,
-                                 grad_clip=args.grad_clip, schedule=args.schedule, seed=seed, device=args.device)
-        settings.validate()
-        plain = replace(settings, cut_loss=0.0)
-        majority = max(Counter(data.y_val.tolist()).values()) / len(data.y_val) if data.task == "classification" else None
-        for depth in args.depths:
-            for name in models:
-                torch.manual_seed(seed)
-                model = create_model(ModelConfig(name, depth, data.input_shape, data.num_outputs, data.task, args.width))
-                started = time.perf_counter()
-                try:
-                    metrics = train_model(model, data, settings if name.startswith("glonet") else plain,
-                                          progress=False, desc=f"{name} d={depth}")
-                except TrainingDiverged:
-                    if majority is None:
-                        raise
-                    rows.append({"model": name, "depth": depth, "seed": seed, "score": majority, "diverged": True,
-                                 "train_loss": None, "seconds": round(time.perf_counter() - started, 3)})
-                else:
-                    score = metrics.score_by_depth[str(depth)]
-                    rows.append({"model": name, "depth": depth, "seed": seed, "score": score, "diverged": False,
-                                 "train_loss": metrics.curve[-1]["train_loss"],
-                                 "seconds": round(time.perf_counter() - started, 3)})
-                    if name == "glonet-fc" and seed == args.seeds[0] and depth == max(args.depths):
-                        cuts = metrics.score_by_depth
-                score = rows[-1]["score"]
-                if not args.quiet:
-                    print(f"[{len(rows)}/{total}] {name} depth {depth} seed {seed}: {metric} {score:.4f}"
-                          + (" (diverged)" if rows[-1]["diverged"] else ""), file=sys.stderr)
+    rows, cuts, metric = sweep(models, args)
     curves = mean_curves(rows)
     result = {
         "suite": "depth-accuracy", "dataset": args.dataset, "metric": metric, "models": models,
@@ -144,6 +104,64 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     plot(result, out / "depth_accuracy.png")
     write_summary(result, out / "depth_accuracy.md")
     return result
+
+
+def sweep(models: list[str], args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, float], str | None]:
+    """Train every model at every depth for every seed: the rows, glonet-fc's score at every cut
+    (deepest depth, first seed) and the data set's metric name."""
+    from ..data import load_dataset
+    from ..train.trainer import TrainSettings
+
+    rows: list[dict[str, Any]] = []
+    cuts: dict[str, float] = {}
+    total = len(models) * len(args.depths) * len(args.seeds)
+    metric = None
+    for seed in args.seeds:
+        data = load_dataset(args.dataset, seed=seed)
+        metric = data.metric_name
+        settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, cut_loss=args.cut_loss,
+                                 grad_clip=args.grad_clip, schedule=args.schedule, seed=seed, device=args.device)
+        settings.validate()
+        plain = replace(settings, cut_loss=0.0)
+        majority = max(Counter(data.y_val.tolist()).values()) / len(data.y_val) if data.task == "classification" else None
+        for depth in args.depths:
+            for name in models:
+                chosen = settings if name.startswith("glonet") else plain
+                row, score_by_depth = train_one(name, depth, seed, data, chosen, majority, args.width)
+                rows.append(row)
+                cut_curve_run = name == "glonet-fc" and seed == args.seeds[0] and depth == max(args.depths)
+                if cut_curve_run and score_by_depth is not None:
+                    cuts = score_by_depth
+                if not args.quiet:
+                    print(f"[{len(rows)}/{total}] {name} depth {depth} seed {seed}: {metric} {row['score']:.4f}"
+                          + (" (diverged)" if row["diverged"] else ""), file=sys.stderr)
+    return rows, cuts, metric
+
+
+def train_one(name: str, depth: int, seed: int, data: Any, settings: Any, majority: float | None,
+              width: int) -> tuple[dict[str, Any], dict[str, float] | None]:
+    """One model trained and scored: its row, and its score at every cut (None when it diverged;
+    a diverged classifier scores as the majority class, a diverged regressor is an error)."""
+    import time
+
+    import torch
+
+    from ..train.models import ModelConfig, create_model
+    from ..train.trainer import TrainingDiverged, train_model
+
+    torch.manual_seed(seed)
+    model = create_model(ModelConfig(name, depth, data.input_shape, data.num_outputs, data.task, width))
+    started = time.perf_counter()
+    try:
+        metrics = train_model(model, data, settings, progress=False, desc=f"{name} d={depth}")
+    except TrainingDiverged:
+        if majority is None:
+            raise
+        return ({"model": name, "depth": depth, "seed": seed, "score": majority, "diverged": True,
+                 "train_loss": None, "seconds": round(time.perf_counter() - started, 3)}, None)
+    return ({"model": name, "depth": depth, "seed": seed, "score": metrics.score_by_depth[str(depth)],
+             "diverged": False, "train_loss": metrics.curve[-1]["train_loss"],
+             "seconds": round(time.perf_counter() - started, 3)}, metrics.score_by_depth)
 
 
 def mean_curves(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -188,7 +206,7 @@ def table(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
 
 
 def plot(result: dict[str, Any], path: Path) -> bytes:
-    from .plots import depth_axis, finish, new_figure, plain_log
+    from ..report.plots import depth_axis, finish, new_figure, plain_log
 
     fig, (ax, ax_cut) = new_figure(2, width=5.2)
     for name, points in result["curves"].items():
@@ -215,7 +233,7 @@ def plot(result: dict[str, Any], path: Path) -> bytes:
 
 
 def write_summary(result: dict[str, Any], path: Path) -> None:
-    from .summary import environment_line, markdown_table, write_markdown
+    from .summary import markdown_table, write_result_markdown
 
     rows, _ = table(result)
     lines = []
@@ -238,9 +256,7 @@ def write_summary(result: dict[str, Any], path: Path) -> None:
         cut_table = (f"Tunable precision, glonet-fc depth {curve['depth']} cut at k (paper MNIST k = 1..8: "
                      f"{', '.join(map(str, PAPER_CUTS))}):\n\n" + markdown_table(shown))
     diverged = [f"{r['model']} depth {r['depth']} seed {r['seed']}" for r in result["rows"] if r.get("diverged")]
-    write_markdown(path, f"depth-accuracy: score vs depth ({', '.join(result['models'])})", [
-        f"`{result['command']}`" if result["command"] else "",
-        environment_line(result["environment"]),
+    write_result_markdown(path, f"depth-accuracy: score vs depth ({', '.join(result['models'])})", result, [
         f"{result['dataset']}, width {result['width']}, {result['epochs']} epochs, batch {result['batch_size']}, "
         f"adam lr {result['lr']} ({result.get('schedule', 'cosine')}), gradient clip "
         f"{result.get('grad_clip') or 'none'}, GloNet cut loss {result['cut_loss']:g} (baselines: plain loss), "

@@ -163,13 +163,8 @@ def benchmark_app_ms(ir: Path, shape: list[int], threads: int) -> float | None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import numpy as np
-
     from ..manifest import BundleManifest
-    from ..runtime import Runtime
-    from ..targets import get_target
-    from .plots import depth_axis, finish, new_figure
-    from .summary import environment, markdown_table, write_markdown
+    from ..report.environment import environment
 
     out = Path(args.out)
     bundle = Path(args.bundle) if args.bundle else None
@@ -177,8 +172,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print("building a 3x32x32 glonet-cnn family (train 1 epoch, export, quantize, compile)...", file=sys.stderr)
         bundle = build_cnn_bundle(out / "work", args.cnn_depth, args.threads)
     manifest = BundleManifest.load(bundle)
-    macs = {e.depth: e.macs for e in manifest.depths}
     model_name = f"{manifest.model['model']}-{manifest.max_depth} {'x'.join(map(str, manifest.input_shape))}"
+    rows, switch_rows, skipped = measure_bundle(bundle, manifest, model_name, args)
+    reference = []
+    if not args.no_benchmark_app and "openvino" in args.targets:
+        reference = benchmark_app_rows(bundle, manifest, rows, args)
+    b1 = [r for r in rows if r["batch"] == 1]
+    plot(b1, sorted(e.depth for e in manifest.depths), model_name, out / "latency.png")
+    result = {"rows": rows, "summary": overhead_summary(b1), "int8_vs_fp32": int8_vs_fp32(b1), "switch": switch_rows,
+              "reference": reference, "skipped": skipped, "bundle": str(bundle), "threads": args.threads,
+              "iterations": args.iterations, "environment": environment(), "plot": "latency.png"}
+    write_summary(result, model_name, out / "latency.md")
+    return result
+
+
+def measure_bundle(bundle: Path, manifest: Any, model_name: str,
+                   args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """Rows per target/precision/batch/depth, switch costs per target/precision, and what was
+    skipped (a library not installed, a precision the bundle lacks)."""
+    import numpy as np
+
+    from ..errors import ConfigError
+    from ..runtime import Runtime
+    from ..targets import get_target
+
     rng = np.random.default_rng(0)
     rows, switch_rows, skipped = [], [], []
     for target in [t for t in args.targets.split(",") if t]:
@@ -193,45 +210,65 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 skipped.append(f"{target}/{precision}: {exc}")
                 continue
             print(f"measuring {target}/{precision}: {len(rt.depths)} depths x batches {args.batches}", file=sys.stderr)
-            steady = {}
             with rt:
-                for batch in args.batches:
-                    x = rng.random((batch, *manifest.input_shape), dtype=np.float32) * 255
-                    for depth in rt.depths:
-                        runtime_ms, raw_ms = measure_depth(rt, depth, x, args.iterations, args.warmup)
-                        r50, w50 = statistics.median(runtime_ms), statistics.median(raw_ms)
-                        rows.append({"model": model_name, "target": target, "precision": precision, "depth": depth,
-                                     "batch": batch, "macs": macs[depth] * batch, "runtime_ms": r50,
-                                     "raw_engine_ms": w50, "overhead_ratio": r50 / w50,
-                                     "runtime_p90_ms": _p(runtime_ms, 0.9), "raw_engine_p90_ms": _p(raw_ms, 0.9)})
-                        if batch == 1:
-                            steady[depth] = r50
-                x1 = rng.random((1, *manifest.input_shape), dtype=np.float32) * 255
-                if steady:
-                    switch_rows.append({"target": target, "precision": precision,
-                                        **switch_rounds(rt, x1, steady, args.switches, args.switch_rounds)})
+                measured, switches = measure_runtime(rt, manifest, rng, args)
+            labels = {"target": target, "precision": precision}
+            rows += [{"model": model_name, **labels, **r} for r in measured]
+            if switches is not None:
+                switch_rows.append({**labels, **switches})
     if not rows:
-        from ..errors import ConfigError
-
         raise ConfigError("nothing to measure: " + "; ".join(skipped))
+    return rows, switch_rows, skipped
 
+
+def measure_runtime(rt: Any, manifest: Any, rng: Any,
+                    args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """One open runtime: a row per batch and depth, then the depth-switch cost at batch 1."""
+    import numpy as np
+
+    macs = {e.depth: e.macs for e in manifest.depths}
+    rows, steady = [], {}
+    for batch in args.batches:
+        x = rng.random((batch, *manifest.input_shape), dtype=np.float32) * 255
+        for depth in rt.depths:
+            runtime_ms, raw_ms = measure_depth(rt, depth, x, args.iterations, args.warmup)
+            r50, w50 = statistics.median(runtime_ms), statistics.median(raw_ms)
+            rows.append({"depth": depth, "batch": batch, "macs": macs[depth] * batch, "runtime_ms": r50,
+                         "raw_engine_ms": w50, "overhead_ratio": r50 / w50,
+                         "runtime_p90_ms": _p(runtime_ms, 0.9), "raw_engine_p90_ms": _p(raw_ms, 0.9)})
+            if batch == 1:
+                steady[depth] = r50
+    x1 = rng.random((1, *manifest.input_shape), dtype=np.float32) * 255
+    switches = switch_rounds(rt, x1, steady, args.switches, args.switch_rounds) if steady else None
+    return rows, switches
+
+
+def benchmark_app_rows(bundle: Path, manifest: Any, rows: list[dict[str, Any]],
+                       args: argparse.Namespace) -> list[dict[str, Any]]:
+    """OpenVINO's benchmark_app on the deepest IR of each precision vs our batch-1 runtime."""
     reference = []
-    if not args.no_benchmark_app and "openvino" in args.targets:
-        for precision in [p for p in args.precisions.split(",") if p]:
-            full = manifest.depth(manifest.max_depth).artifact("openvino", precision)
-            if full is not None:
-                ms = benchmark_app_ms(full.resolve(bundle), [1, *manifest.input_shape], args.threads)
-                ours = [r for r in rows if r["target"] == "openvino" and r["precision"] == precision
-                        and r["depth"] == manifest.max_depth and r["batch"] == 1]
-                if ms is not None and ours:
-                    reference.append({"tool": "benchmark_app", "precision": precision, "depth": manifest.max_depth,
-                                      "median_ms": ms, "runtime_ms": ours[0]["runtime_ms"],
-                                      "ratio_runtime_vs_benchmark_app": ours[0]["runtime_ms"] / ms})
+    for precision in [p for p in args.precisions.split(",") if p]:
+        full = manifest.depth(manifest.max_depth).artifact("openvino", precision)
+        if full is None:
+            continue
+        ms = benchmark_app_ms(full.resolve(bundle), [1, *manifest.input_shape], args.threads)
+        ours = [r for r in rows if r["target"] == "openvino" and r["precision"] == precision
+                and r["depth"] == manifest.max_depth and r["batch"] == 1]
+        if ms is not None and ours:
+            reference.append({"tool": "benchmark_app", "precision": precision, "depth": manifest.max_depth,
+                              "median_ms": ms, "runtime_ms": ours[0]["runtime_ms"],
+                              "ratio_runtime_vs_benchmark_app": ours[0]["runtime_ms"] / ms})
+    return reference
 
-    b1 = [r for r in rows if r["batch"] == 1]
-    combos = sorted({(r["target"], r["precision"]) for r in b1})
+
+def _combos(b1: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return sorted({(r["target"], r["precision"]) for r in b1})
+
+
+def overhead_summary(b1: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per target/precision at batch 1: the runtime's overhead and how latency grows with depth."""
     summary = []
-    for target, precision in combos:
+    for target, precision in _combos(b1):
         sel = [r for r in b1 if r["target"] == target and r["precision"] == precision]
         full = max(sel, key=lambda r: r["depth"])
         first = min(sel, key=lambda r: r["depth"])
@@ -245,22 +282,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "full_depth_ms": full["runtime_ms"],
                         "latency_ratio_full_vs_first": full["runtime_ms"] / first["runtime_ms"],
                         "macs_ratio_full_vs_first": full["macs"] / first["macs"]})
-    int8_vs_fp32 = []
-    for target in sorted({t for t, _ in combos}):
+    return summary
+
+
+def int8_vs_fp32(b1: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for target in sorted({t for t, _ in _combos(b1)}):
         fp32 = {r["depth"]: r["runtime_ms"] for r in b1 if r["target"] == target and r["precision"] == "fp32"}
         int8 = {r["depth"]: r["runtime_ms"] for r in b1 if r["target"] == target and r["precision"] == "int8"}
         for depth in sorted(set(fp32) & set(int8)):
-            int8_vs_fp32.append({"target": target, "depth": depth, "fp32_ms": fp32[depth], "int8_ms": int8[depth],
-                                 "int8_over_fp32": int8[depth] / fp32[depth]})
+            rows.append({"target": target, "depth": depth, "fp32_ms": fp32[depth], "int8_ms": int8[depth],
+                         "int8_over_fp32": int8[depth] / fp32[depth]})
+    return rows
+
+
+def plot(b1: list[dict[str, Any]], depths: list[int], model_name: str, path: Path) -> None:
+    """Batch-1 latency per depth, and the runtime's overhead over the raw engine."""
+    from ..report.plots import depth_axis, finish, new_figure
 
     fig, axes = new_figure(ncols=2, width=12)
-    for target, precision in combos:
+    for target, precision in _combos(b1):
         sel = sorted((r for r in b1 if r["target"] == target and r["precision"] == precision), key=lambda r: r["depth"])
         axes[0].plot([r["depth"] for r in sel], [r["runtime_ms"] for r in sel], marker="o", label=f"{target}/{precision}")
         axes[1].plot([r["depth"] for r in sel], [100 * (r["overhead_ratio"] - 1) for r in sel], marker="o",
                      label=f"{target}/{precision}")
-    depth_axis(axes[0], sorted(macs), log=False)
-    depth_axis(axes[1], sorted(macs), log=False)
+    depth_axis(axes[0], depths, log=False)
+    depth_axis(axes[1], depths, log=False)
     axes[0].set_ylabel("batch-1 latency p50 (ms)")
     axes[1].set_ylabel("runtime overhead vs raw engine (%)")
     axes[1].axhline(5, color="grey", linestyle="--", linewidth=1)
@@ -268,23 +315,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ax.legend(fontsize=8)
     axes[0].set_title(f"{model_name}: latency per depth")
     axes[1].set_title("runtime vs raw engine (same compiled model)")
-    finish(fig, out / "latency.png")
+    finish(fig, path)
 
-    env = environment()
-    result = {"rows": rows, "summary": summary, "int8_vs_fp32": int8_vs_fp32, "switch": switch_rows,
-              "reference": reference, "skipped": skipped, "bundle": str(bundle), "threads": args.threads,
-              "iterations": args.iterations, "environment": env, "plot": "latency.png"}
-    write_markdown(out / "latency.md", "Latency: runtime vs raw engine", [
-        f"Bundle `{bundle}` ({model_name}), {args.iterations} alternating calls per depth and batch, "
-        f"{args.threads} engine thread(s).",
-        "## Batch 1, per target/precision\n\n" + markdown_table(summary),
-        "## INT8 vs FP32 (batch 1)\n\n" + (markdown_table(int8_vs_fp32) if int8_vs_fp32 else "(no int8)"),
-        "## Depth switch\n\n" + (markdown_table(switch_rows) if switch_rows else "(none)"),
-        "## External reference\n\n" + (markdown_table(reference) if reference else "(benchmark_app not run)"),
-        "## All rows\n\n" + markdown_table(rows, ["target", "precision", "depth", "batch", "macs", "runtime_ms",
-                                                   "raw_engine_ms", "overhead_ratio"]),
+
+def write_summary(result: dict[str, Any], model_name: str, path: Path) -> None:
+    from .summary import markdown_table, write_markdown
+
+    write_markdown(path, "Latency: runtime vs raw engine", [
+        f"Bundle `{result['bundle']}` ({model_name}), {result['iterations']} alternating calls per depth and batch, "
+        f"{result['threads']} engine thread(s).",
+        "## Batch 1, per target/precision\n\n" + markdown_table(result["summary"]),
+        "## INT8 vs FP32 (batch 1)\n\n" + (markdown_table(result["int8_vs_fp32"]) if result["int8_vs_fp32"]
+                                            else "(no int8)"),
+        "## Depth switch\n\n" + (markdown_table(result["switch"]) if result["switch"] else "(none)"),
+        "## External reference\n\n" + (markdown_table(result["reference"]) if result["reference"]
+                                        else "(benchmark_app not run)"),
+        "## All rows\n\n" + markdown_table(result["rows"], ["target", "precision", "depth", "batch", "macs",
+                                                             "runtime_ms", "raw_engine_ms", "overhead_ratio"]),
     ])
-    return result
 
 
 def table(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:

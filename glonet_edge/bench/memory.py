@@ -73,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..errors import ConfigError
     from ..manifest import BundleManifest
-    from .summary import environment
+    from ..report.environment import environment
 
     if args.repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {args.repeats}")
@@ -90,37 +90,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      if s.artifact("onnx", "fp32") is not None]
     storage = disk_storage(bundle, manifest)
     shared = any(a.companions for a in graphs.values())
-    deepest = max(graph_paths)
-
     with tempfile.TemporaryDirectory() as tmp:
-        # export measures the self-contained family even when it then shares the weights.
-        layouts: dict[str, tuple[list[Path], bool, int]] = {
-            "truncated graphs (shared weights)" if shared else "truncated graphs":
-                (list(graph_paths.values()), False,
-                 storage["shared_weights_bytes"] if shared else storage["truncated_family_bytes"]),
-        }
-        if not shared and "shared_weights_bytes" in storage:
-            layouts["shared weights"] = (shared_copy(graph_paths, Path(tmp)), False, storage["shared_weights_bytes"])
-        if segment_paths:
-            layouts["segment chain"] = (segment_paths, True, storage["segments_bytes"])
-        layouts[f"full graph (depth {deepest})"] = ([graph_paths[deepest]], False, storage["full_graph_bytes"])
-        # What onnxruntime itself takes for a first session (thread pools, allocators, kernels):
-        # every layout pays it once, so the rows above it differ by the model's own memory.
-        baseline = identity_graph(Path(tmp) / "identity.onnx", manifest.input_name, manifest.input_shape, manifest.opset)
-        layouts["onnxruntime baseline (identity graph)"] = ([baseline], False, baseline.stat().st_size)
-        rows, samples = [], {}
-        for name, (paths, chain, disk) in layouts.items():
-            deltas, afters = [], []
-            for _ in range(args.repeats):
-                m = measure_rss(paths, chain, manifest.input_name, manifest.input_shape)
-                deltas.append(m["after"] - m["before"])
-                afters.append(m["after"])
-            samples[name] = deltas
-            rows.append({"layout": name, "files": len(paths), "disk_bytes": disk,
-                         "disk_x_full": disk / storage["full_graph_bytes"],
-                         "rss_added_mb": statistics.median(deltas) / MB, "rss_total_mb": statistics.median(afters) / MB})
-            if not args.quiet:
-                print(f"{name}: {disk} B on disk, +{rows[-1]['rss_added_mb']:.1f} MB resident", file=sys.stderr)
+        layouts = layouts_of(graph_paths, segment_paths, shared, storage, manifest, Path(tmp))
+        rows, samples = measure_layouts(layouts, manifest, storage, args.repeats, args.quiet)
     result = {
         "suite": "memory", "bundle": str(bundle), "model": manifest.model.get("model"),
         "model_depth": manifest.max_depth, "width": manifest.model.get("width"), "depths": sorted(graph_paths),
@@ -130,6 +102,51 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     plot(result, out / "memory.png")
     write_summary(result, out / "memory.md")
     return result
+
+
+Layouts = dict[str, tuple[list[Path], bool, int]]  # name -> (files, run as a chain, bytes on disk)
+
+
+def layouts_of(graph_paths: dict[int, Path], segment_paths: list[Path], shared: bool, storage: dict[str, int],
+               manifest: Any, tmp: Path) -> Layouts:
+    """The layouts to load, in the order measured; extra files (a shared-weights copy, the
+    baseline's identity graph) are written to `tmp`."""
+    deepest = max(graph_paths)
+    # export measures the self-contained family even when it then shares the weights.
+    layouts: Layouts = {
+        "truncated graphs (shared weights)" if shared else "truncated graphs":
+            (list(graph_paths.values()), False,
+             storage["shared_weights_bytes"] if shared else storage["truncated_family_bytes"]),
+    }
+    if not shared and "shared_weights_bytes" in storage:
+        layouts["shared weights"] = (shared_copy(graph_paths, tmp), False, storage["shared_weights_bytes"])
+    if segment_paths:
+        layouts["segment chain"] = (segment_paths, True, storage["segments_bytes"])
+    layouts[f"full graph (depth {deepest})"] = ([graph_paths[deepest]], False, storage["full_graph_bytes"])
+    # What onnxruntime itself takes for a first session (thread pools, allocators, kernels):
+    # every layout pays it once, so the rows above it differ by the model's own memory.
+    baseline = identity_graph(tmp / "identity.onnx", manifest.input_name, manifest.input_shape, manifest.opset)
+    layouts["onnxruntime baseline (identity graph)"] = ([baseline], False, baseline.stat().st_size)
+    return layouts
+
+
+def measure_layouts(layouts: Layouts, manifest: Any, storage: dict[str, int], repeats: int,
+                    quiet: bool) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
+    """A row per layout (median of `repeats` fresh processes) and every process's RSS delta."""
+    rows, samples = [], {}
+    for name, (paths, chain, disk) in layouts.items():
+        deltas, afters = [], []
+        for _ in range(repeats):
+            m = measure_rss(paths, chain, manifest.input_name, manifest.input_shape)
+            deltas.append(m["after"] - m["before"])
+            afters.append(m["after"])
+        samples[name] = deltas
+        rows.append({"layout": name, "files": len(paths), "disk_bytes": disk,
+                     "disk_x_full": disk / storage["full_graph_bytes"],
+                     "rss_added_mb": statistics.median(deltas) / MB, "rss_total_mb": statistics.median(afters) / MB})
+        if not quiet:
+            print(f"{name}: {disk} B on disk, +{rows[-1]['rss_added_mb']:.1f} MB resident", file=sys.stderr)
+    return rows, samples
 
 
 def make_bundle(out: Path, depth: int, width: int, epochs: int, quiet: bool) -> Path:
@@ -216,7 +233,7 @@ def table(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
 
 
 def plot(result: dict[str, Any], path: Path) -> bytes:
-    from .plots import finish, new_figure
+    from ..report.plots import finish, new_figure
 
     names = [r["layout"] for r in result["rows"]]
     fig, (ax_disk, ax_rss) = new_figure(2, width=5.4, height=4.2)
@@ -231,11 +248,10 @@ def plot(result: dict[str, Any], path: Path) -> bytes:
 
 
 def write_summary(result: dict[str, Any], path: Path) -> None:
-    from .summary import environment_line, markdown_table, write_markdown
+    from .summary import markdown_table, write_result_markdown
 
-    write_markdown(path, f"memory: depth family of {result['model']} depth {result['model_depth']}", [
-        f"`{result['command']}`" if result["command"] else "",
-        environment_line(result["environment"]),
+    title = f"memory: depth family of {result['model']} depth {result['model_depth']}"
+    write_result_markdown(path, title, result, [
         f"Bundle {result['bundle']}: {len(result['depths'])} exported depths, {result['segments']} segments, width "
         f"{result['width']}. Disk from export's measure_storage; resident memory added by creating one onnxruntime "
         f"session per file and running each once (median of {result['repeats']} fresh processes).",

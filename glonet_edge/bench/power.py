@@ -16,7 +16,8 @@ from typing import Any
 HELP = "battery life vs score of the power-aware, full-depth and min-depth policies over the shipped traces"
 
 # trace name -> (battery capacity in Wh, cost model of that kind of device), as documented in
-# glonet_edge/traces/README.md; the recorded ThinkPad trace is an x86 laptop.
+# glonet_edge/traces/README.md; the recorded ThinkPad trace is an x86 laptop. The device is
+# named, not DEFAULT_COST_MODEL: a Jetson trace keeps the Jetson's figures whatever the default.
 TRACES = {"thinkpad_discharge_recorded": (45.01, "x86-cpu"), "laptop_discharge": (55.0, "x86-cpu"),
           "orin_nano_battery": (99.0, "orin-nano-cpu"), "orin_nano_thermal": (None, "orin-nano-cpu")}
 
@@ -27,13 +28,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="fp32")
     p.add_argument("--cost-model", default=None,
                    help="device figures where the bundle has no measured cost (default: the trace's device, "
-                        "x86-cpu for the laptops, orin-nano-cpu for the Jetson traces and any other CSV)")
+                        "x86-cpu for the laptops, orin-nano-cpu for the Jetson traces, the runtime's default "
+                        "cost model for any other CSV)")
     p.add_argument("--traces", default=",".join(TRACES), help="comma list of shipped trace names or CSV paths")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from ..report.environment import environment
+    from ..runtime.policy import DEFAULT_COST_MODEL
     from ..runtime.simulate import simulate_bundle
-    from .summary import environment, markdown_table, write_markdown
+    from .summary import markdown_table, write_markdown
 
     out = Path(args.out)
     bundle = Path(args.bundle) if args.bundle else None
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         export_bundle(run_dir, bundle, depths="all", progress=False)
     rows, comparisons = [], []
     for trace in [t for t in args.traces.split(",") if t]:
-        battery, device_costs = TRACES.get(trace, (None, "orin-nano-cpu"))
+        battery, device_costs = TRACES.get(trace, (None, DEFAULT_COST_MODEL))
         cost_model = args.cost_model or device_costs
         result = simulate_bundle(bundle, trace, out / trace, battery_wh=battery, target=args.target,
                                  precision=args.precision, cost_model=cost_model)

@@ -15,7 +15,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import int_list
 
@@ -51,10 +51,37 @@ def _nvml_energy():
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from ..report.environment import environment
+    from .summary import markdown_table, write_markdown
+
+    model, device = load_model(args)
+    depths = args.depths or sorted({max(1, round(model.num_blocks * f)) for f in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.85, 1)})
+    energy = _nvml_energy() if device.type == "cuda" else None
+    rows = []
+    with torch.inference_mode():
+        for batch in args.batches:
+            x = torch.rand(batch, *model.config.input_shape, device=device)
+            for depth in depths:
+                print(f"depth {depth} batch {batch}", file=sys.stderr)
+                rows.append(measure(model, x, depth, device, energy, args))
+    out = Path(args.out)
+    plot(rows, depths, args.batches, energy is not None, out / "torch_latency.png")
+    env = environment()
+    env["torch"] = torch.__version__
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(0)
+    write_markdown(out / "torch_latency.md", "PyTorch per-depth latency and energy",
+                   [f"{model.config.model} depth {model.num_blocks}, device {args.device}"
+                    + (f" ({env.get('gpu')})" if device.type == "cuda" else ""), markdown_table(rows)])
+    return {"rows": rows, "environment": env, "energy_source": "nvml" if energy else None}
+
+
+def load_model(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The checkpoint's model (--run) or a fresh one, in eval mode on --device."""
+    import torch
+
     from ..errors import ConfigError
-    from ..train.models import ModelConfig, create_model, params_and_macs
-    from .plots import depth_axis, finish, new_figure
-    from .summary import environment, markdown_table, write_markdown
+    from ..train.models import ModelConfig, create_model
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda but no CUDA GPU is visible; use --device cpu")
@@ -68,44 +95,52 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model.eval()
     device = torch.device(args.device)
     model.to(device)
-    depths = args.depths or sorted({max(1, round(model.num_blocks * f)) for f in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.85, 1)})
-    energy = _nvml_energy() if device.type == "cuda" else None
+    return model, device
+
+
+def measure(model: Any, x: Any, depth: int, device: Any, energy: Callable[[], float] | None,
+            args: argparse.Namespace) -> dict[str, Any]:
+    """One row: p50/p90 latency of `model` at `depth` on `x`, and NVML energy when readable."""
+    import torch
+
+    from ..train.models import params_and_macs
+
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    rows = []
-    out = Path(args.out)
-    with torch.inference_mode():
-        for batch in args.batches:
-            x = torch.rand(batch, *model.config.input_shape, device=device)
-            for depth in depths:
-                print(f"depth {depth} batch {batch}", file=sys.stderr)
-                for _ in range(args.warmup):
-                    model(x, depth=depth)
-                sync()
-                times = []
-                for _ in range(args.iterations):
-                    t0 = time.perf_counter()
-                    model(x, depth=depth)
-                    sync()
-                    times.append((time.perf_counter() - t0) * 1e3)
-                row = {"model": model.config.model, "depth": depth, "batch": batch, "device": args.device,
-                       "macs": params_and_macs(model.cpu(), depth)[1] * batch, "p50_ms": statistics.median(times),
-                       "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))]}
-                model.to(device)
-                if energy is not None:
-                    n, start_mj, t0 = 0, energy(), time.perf_counter()
-                    while time.perf_counter() - t0 < args.energy_seconds:
-                        model(x, depth=depth)
-                        n += 1
-                    sync()
-                    used = energy() - start_mj
-                    row["energy_mj_per_inference"] = used / (n * batch)
-                    row["mean_power_w"] = used / 1e3 / (time.perf_counter() - t0)
-                rows.append(row)
+    for _ in range(args.warmup):
+        model(x, depth=depth)
+    sync()
+    times = []
+    for _ in range(args.iterations):
+        t0 = time.perf_counter()
+        model(x, depth=depth)
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    batch = x.shape[0]
+    row = {"model": model.config.model, "depth": depth, "batch": batch, "device": args.device,
+           "macs": params_and_macs(model.cpu(), depth)[1] * batch, "p50_ms": statistics.median(times),
+           "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))]}
+    model.to(device)
+    if energy is not None:
+        n, start_mj, t0 = 0, energy(), time.perf_counter()
+        while time.perf_counter() - t0 < args.energy_seconds:
+            model(x, depth=depth)
+            n += 1
+        sync()
+        used = energy() - start_mj
+        row["energy_mj_per_inference"] = used / (n * batch)
+        row["mean_power_w"] = used / 1e3 / (time.perf_counter() - t0)
+    return row
+
+
+def plot(rows: list[dict[str, Any]], depths: list[int], batches: list[int], has_energy: bool, path: Path) -> None:
+    """Latency per depth, and NVML energy per inference when there is a counter, one line a batch."""
+    from ..report.plots import depth_axis, finish, new_figure
+
     fig, axes = new_figure(ncols=2, width=12)
-    for batch in args.batches:
+    for batch in batches:
         sel = [r for r in rows if r["batch"] == batch]
         axes[0].plot([r["depth"] for r in sel], [r["p50_ms"] for r in sel], marker="o", label=f"batch {batch}")
-        if energy is not None:
+        if has_energy:
             axes[1].plot([r["depth"] for r in sel], [r["energy_mj_per_inference"] for r in sel], marker="o",
                          label=f"batch {batch}")
     for ax in axes:
@@ -113,13 +148,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if ax.get_lines():
             ax.legend(fontsize=8)
     axes[0].set_ylabel("latency p50 (ms)")
-    axes[1].set_ylabel("NVML energy per inference (mJ)" if energy else "(no NVML energy counter)")
-    finish(fig, out / "torch_latency.png")
-    env = environment()
-    env["torch"] = torch.__version__
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(0)
-    write_markdown(out / "torch_latency.md", "PyTorch per-depth latency and energy",
-                   [f"{model.config.model} depth {model.num_blocks}, device {args.device}"
-                    + (f" ({env.get('gpu')})" if device.type == "cuda" else ""), markdown_table(rows)])
-    return {"rows": rows, "environment": env, "energy_source": "nvml" if energy else None}
+    axes[1].set_ylabel("NVML energy per inference (mJ)" if has_energy else "(no NVML energy counter)")
+    finish(fig, path)

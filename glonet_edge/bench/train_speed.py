@@ -94,9 +94,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from ..data import load_dataset
+    from ..report.environment import environment
     from ..train.models import ModelConfig, create_model
     from ..train.trainer import TrainSettings, train_model
-    from .summary import environment
 
     depths = args.depths or DEFAULT_DEPTHS[args.family]
     _check(args, depths)
@@ -172,7 +172,7 @@ def table(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
 
 
 def plot(result: dict[str, Any], path: Path) -> bytes:
-    from .plots import depth_axis, finish, new_figure, plain_log
+    from ..report.plots import depth_axis, finish, new_figure, plain_log
 
     glonet, resnet = result["models"]
     fig, (ax, ax_ratio) = new_figure(2, width=5.2)
@@ -198,7 +198,7 @@ def plot(result: dict[str, Any], path: Path) -> bytes:
 
 
 def write_summary(result: dict[str, Any], path: Path) -> None:
-    from .summary import environment_line, markdown_table, write_markdown
+    from .summary import markdown_table, write_result_markdown
 
     glonet, resnet = result["models"]
     verdict = result["target"]
@@ -207,9 +207,7 @@ def write_summary(result: dict[str, Any], path: Path) -> None:
     else:
         line = (f"Target (GloNet faster at every depth >= {verdict['min_depth']}): "
                 f"{'met' if verdict['met'] else 'NOT met'}; worst ratio {verdict['worst_ratio']:.3f}.")
-    write_markdown(path, f"train-speed: {glonet} vs {resnet}", [
-        f"`{result['command']}`" if result["command"] else "",
-        environment_line(result["environment"]),
+    write_result_markdown(path, f"train-speed: {glonet} vs {resnet}", result, [
         f"{result['dataset']} ({result['train_samples']} training rows), batch {result['batch_size']}, "
         f"{result['optimizer']} lr {result['lr']}, cut_loss 0, device {result['device']}; median of "
         f"{result['timed_epochs']} timed epochs after {result['warmup_epochs']} warm-up (training loop only).",

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
                             progress=not (args.no_progress or args.json), **options)
     rows = [{"graph": f"depth {r['depth']}" if "depth" in r else f"segment {r['segment']}", "precision": r["precision"],
              "status": r["status"], "bytes": r.get("bytes"), "build_s": r.get("build_s"),
-             "max_abs_diff": r.get("max_abs_diff"), "top1_agree": r.get("top1_agreement")} for r in result["rows"]]
+             "max_abs_err": r.get("max_abs_err"), "top1_agree": r.get("top1_agreement")} for r in result["rows"]]
     emit(args, result, rows, title=f"compiled for {result['target']} on {result['device']} in {result['seconds']:.1f} s")
     if not args.json:
         for r in result["rows"]:

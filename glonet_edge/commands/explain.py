@@ -1,4 +1,4 @@
-"""`glonet explain RUN`: each block's share of a GloNet's output (see glonet_edge/explain.py)."""
+"""`glonet explain RUN`: each block's share of a GloNet's output (see glonet_edge/report/explain.py)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..explain import explain_run, plot, table_rows
+    from ..report.explain import explain_run, plot, table_rows
 
     out = Path(args.out) if args.out else Path(args.run) / "explain"
     result = explain_run(args.run, dataset=args.data, samples=args.samples)

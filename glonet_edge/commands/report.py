@@ -1,4 +1,4 @@
-"""`glonet report RUN_OR_BUNDLE`: one self-contained HTML page (see glonet_edge/report.py)."""
+"""`glonet report RUN_OR_BUNDLE`: one self-contained HTML page (see glonet_edge/report/report.py)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from ..report import write_report
+    from ..report.report import write_report
 
     out = Path(args.out) if args.out else Path(args.source) / "report.html"
     info = write_report(args.source, out, run_dir=args.run, simulate=args.simulate, explain=not args.no_explain)

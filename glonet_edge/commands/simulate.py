@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rate-hz", type=float, default=None, metavar="HZ",
                    help="inferences per second; default: back to back (throughput mode)")
     p.add_argument("--step-s", type=float, default=1.0, metavar="S", help="policy re-evaluation interval, s (default: 1)")
-    p.add_argument("--cost-model", default="orin-nano-cpu",
+    p.add_argument("--cost-model", default=None,
                    help="device figures used where the manifest has no measured cost: orin-nano-cpu "
                         "(default) or x86-cpu")
     p.add_argument("--out", required=True, metavar="DIR", help="directory for simulate.json and simulate.png")
@@ -48,13 +48,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runtime.policy import DEFAULT_COST_MODEL
     from ..runtime.simulate import simulate_bundle
 
     if not args.json:
         print(f"simulating {args.bundle} over {args.trace}...", file=sys.stderr)
     result = simulate_bundle(args.bundle, args.trace, args.out, battery_wh=args.battery_wh, policy=args.policy,
                              target=args.target, precision=args.precision, rate_hz=args.rate_hz,
-                             step_s=args.step_s, cost_model=args.cost_model)
+                             step_s=args.step_s, cost_model=args.cost_model or DEFAULT_COST_MODEL)
     rows = [{"policy": name, "inferences": r["inferences"], "per_charge": r["inferences_per_charge"],
              "mean_score": r["mean_score"], "energy_j": r["energy_j"], "mean_depth": r["mean_depth"],
              "switches": r["depth_switches"], "hours": r["simulated_s"] / 3600.0}

@@ -46,7 +46,6 @@ from ..fileio import parse_json, read_text
 from .power.base import PowerState
 
 SCHEMA_VERSION = 1
-TIERS = ("ac", "battery", "battery-low", "hot")
 OPTIONAL_SETTINGS = ("accuracy_floor", "temp_throttle_c", "economy_power_budget_w", "latency_budget_ms",
                      "energy_budget_mj")
 _EPS = 1e-12

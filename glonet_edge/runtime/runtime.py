@@ -30,7 +30,8 @@ from ..exits import ExitCalibration
 from ..manifest import BundleManifest
 from ..targets import CompiledModel, get_target, load_artifact
 from .adaptive import ChainResult, SegmentChain
-from .policy import COST_MODELS, Decision, DepthPolicy, PolicyConfig, estimate_costs, exit_budget, family_table
+from .policy import (COST_MODELS, DEFAULT_COST_MODEL, Decision, DepthPolicy, PolicyConfig, estimate_costs, exit_budget,
+                     family_table)
 from .power import PowerSource, PowerState, open_power_source
 
 logger = logging.getLogger("glonet_edge.runtime")
@@ -88,7 +89,7 @@ class Runtime:
     def open(cls, bundle: str | Path, target: str = "onnxruntime", precision: str = "fp32",
              power: str | PowerSource | None = "auto", policy: PolicyConfig | str | Path | Mapping | None = None,
              device: str | None = None, verify: bool = True, warmup: bool = True, anytime: bool = True,
-             poll_interval_s: float = 1.0, power_root: str | Path = "/", cost_model: str = "orin-nano-cpu",
+             poll_interval_s: float = 1.0, power_root: str | Path = "/", cost_model: str = DEFAULT_COST_MODEL,
              adaptive: bool = False, **target_options: Any) -> "Runtime":
         """Load every servable depth of `bundle` for target/precision (sha256-checked).
 

@@ -46,7 +46,8 @@ from typing import Any, NamedTuple, Sequence
 
 from ..errors import ConfigError
 from ..exits import ExitCalibration
-from .policy import CostModel, Decision, DepthPolicy, FamilyRow, PolicyConfig, estimate_costs, exit_budget
+from .policy import (DEFAULT_COST_MODEL, CostModel, Decision, DepthPolicy, FamilyRow, PolicyConfig, estimate_costs,
+                     exit_budget)
 from .power.base import PowerState
 from .power.trace import Trace
 
@@ -358,7 +359,7 @@ def plot_simulation(result: dict[str, Any], path: str | Path) -> str | None:
 
 def simulate_bundle(bundle: str | Path, trace: str | Path, out: str | Path, *, battery_wh: float | None = None,
                     policy: str | Path | None = None, target: str = "onnxruntime", precision: str = "fp32",
-                    rate_hz: float | None = None, step_s: float = 1.0, cost_model: str = "orin-nano-cpu") -> dict[str, Any]:
+                    rate_hz: float | None = None, step_s: float = 1.0, cost_model: str = DEFAULT_COST_MODEL) -> dict[str, Any]:
     """`glonet simulate`: run every policy over a trace for a bundle; writes OUT/simulate.json
     (+ simulate.png) and returns the result."""
     from ..fileio import atomic_write_json

@@ -173,29 +173,50 @@ class Target(ABC):
         """What `compile` records under manifest.targets[name]."""
         return self.describe()
 
-    # ---- family hooks used by targets/compile.py (defaults: nothing to share) ---------------
+    def family(self, device: str, **options: Any) -> "FamilyBuilder":
+        """How `glonet compile` builds a family of graphs for this target (see FamilyBuilder)."""
+        return FamilyBuilder(self, device, options)
+
+
+class FamilyBuilder:
+    """Builds one family (every depth and segment) for targets/compile.py.
+
+    The defaults share nothing between builds; a target whose builds share state (TensorRT: one
+    timing cache, one trtexec script, a per-GPU engine directory) returns its own subclass from
+    Target.family."""
+
     load_options: tuple[str, ...] = ("threads", "cache_dir", "config")  # compile options load() also takes
 
-    def bundle_subdir(self, **options: Any) -> str:
-        """Where this target's artifacts live inside the bundle."""
-        return self.name
+    def __init__(self, target: Target, device: str, options: dict[str, Any]):
+        self.target = target
+        self.device = device
+        self.options = {k: v for k, v in options.items() if k != "device"}
 
-    def begin_family(self, out_dir: Path, **options: Any) -> dict[str, Any]:
-        """Before the first build of a family: returns the options passed to every build()
-        (e.g. TensorRT's shared timing cache)."""
-        return {k: v for k, v in options.items() if k != "device"}
+    @property
+    def subdir(self) -> str:
+        """Where the family's artifacts live inside the bundle."""
+        return self.target.name
 
-    def end_family(self, out_dir: Path, builds: list[dict[str, Any]], **options: Any) -> dict[str, Path]:
+    def refuse(self, source_extra: dict[str, Any], precision: str) -> str | None:
+        """A reason not to build from this source graph (None = fine)."""
+        return None
+
+    def build(self, onnx_path: Path, out_dir: Path, precision: str, stem: str) -> list[Path]:
+        """One graph of the family: Target.build with the family's options."""
+        return self.target.build(onnx_path, out_dir, precision, stem=stem, device=self.device, **self.options)
+
+    def load(self, artifact_path: Path, precision: str) -> CompiledModel:
+        """Load what build() made, with the compile options that load() also takes."""
+        opts = {k: v for k, v in self.options.items() if k in self.load_options}
+        return self.target.load(artifact_path, precision, device=self.device, **opts)
+
+    def finish(self, out_dir: Path) -> dict[str, Path]:
         """After the last build: write family-wide files; returns {label: path} to record."""
         return {}
 
-    def family_result(self, out_dir: Path, builds: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
+    def result(self) -> dict[str, Any]:
         """Extra keys for compile's JSON result."""
         return {}
-
-    def refuse_source(self, source_extra: dict[str, Any], precision: str) -> str | None:
-        """A reason not to build from this source graph (None = fine)."""
-        return None
 
 
 class RequestPool:

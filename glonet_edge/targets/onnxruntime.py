@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..compare import session_options
 from ..errors import ArtifactError, ConfigError
 from .base import CompiledModel, Target, default_cache_dir
 
@@ -28,18 +29,6 @@ _DEVICE_PROVIDERS = {
     "NPU": ["OpenVINOExecutionProvider", "QNNExecutionProvider"],
     "AUTO": ["CUDAExecutionProvider", "OpenVINOExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider"],
 }
-
-
-def session_options(ort, threads: int | None = None, optimized_model_path: str | None = None):
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.intra_op_num_threads = int(threads or 0)  # 0 = one per physical core
-    so.inter_op_num_threads = 1
-    if optimized_model_path:
-        so.optimized_model_filepath = optimized_model_path
-    so.log_severity_level = 3
-    return so
 
 
 class OrtCompiledModel(CompiledModel):
@@ -140,7 +129,7 @@ class OnnxRuntimeTarget(Target):
         if not path.is_file():
             raise ArtifactError(f"ONNX graph {path} does not exist; re-run `glonet export` / `glonet quantize`")
         providers = self.providers(options.get("device"), precision, cache_dir=options.get("cache_dir"))
-        so = session_options(ort, options.get("threads") or _env_threads())
+        so = session_options(threads=options.get("threads") or _env_threads())
         try:
             sess = ort.InferenceSession(str(path), so, providers=providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types

@@ -1,7 +1,7 @@
 """OpenVINO target: ONNX -> IR (.xml + .bin) -> CompiledModel on CPU / GPU / NPU / AUTO.
 
 build:  openvino.convert_model(onnx) then save_model(...):
-        fp32 -> compress_to_fp16=False (save_model compresses to fp16 by default: pitfall 10)
+        fp32 -> compress_to_fp16=False (save_model compresses to fp16 by default: docs/targets.md)
         fp16 -> compressed fp16 weights (compute precision is the device's: f16 on GPU/NPU)
         int8 -> from the QDQ ONNX graph (FakeQuantize in the IR, run as int8 by the plugin)
 load:   core.compile_model(xml, device, {PERFORMANCE_HINT: LATENCY, CACHE_DIR: <cache>}),

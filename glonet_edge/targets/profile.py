@@ -137,6 +137,47 @@ def depth_artifact(entry: Any, target: Any, precision: str):
     return art
 
 
+def _servable_depths(manifest: BundleManifest, depths: Sequence[int] | None,
+                     precision: str) -> tuple[list[int], dict[int, str]]:
+    """The selected depths that have a servable artifact, and {depth: why not} for the rest."""
+    selected = list(depths) if depths else manifest.depth_values()
+    skipped = {d: manifest.depth(d).rejected[precision] for d in selected if precision in manifest.depth(d).rejected}
+    selected = [d for d in selected if d not in skipped]
+    if not selected:
+        raise ConfigError(f"no depth has a servable {precision} artifact (all rejected: {skipped})")
+    return selected, skipped
+
+
+def measure(model: Any, feeds: dict[str, np.ndarray], iterations: int, warmup: int,
+            reader: EnergyReader | None) -> dict[str, Any]:
+    """Latency of `run` and of the raw engine call on one batch; energy per call when a meter reads."""
+    b = len(next(iter(feeds.values())))
+    e0 = reader() if reader else None
+    t0 = time.perf_counter()
+    times = time_calls(lambda: model.run(feeds), iterations, warmup)
+    wall = time.perf_counter() - t0
+    e1 = reader() if reader else None
+    raw = model.raw_callable()
+    raw_times = time_calls(lambda: raw(feeds), iterations, warmup)
+    row = {"batch": b, **summarize(times), "raw_p50": float(np.percentile(raw_times, 50)),
+           "per_sample_ms": float(np.percentile(times, 50)) / b}
+    if e0 is not None and e1 is not None and e1 >= e0:
+        row["energy_mj"] = (e1 - e0) / 1000.0 / (iterations + warmup)  # warm-up + timed calls, per call
+        row["energy_window_s"] = wall
+    return row
+
+
+def _save_latency(bundle_dir: Path, measured: BundleManifest, depths: list[int], key: str) -> None:
+    """Only the manifest changes (an atomic rewrite of the current one; artifacts untouched)."""
+    fresh = BundleManifest.load(bundle_dir)
+    for d in depths:
+        src, dst = measured.depth(d), fresh.depth(d)
+        dst.latency_ms[key] = src.latency_ms[key]
+        if key in src.energy_mj:
+            dst.energy_mj[key] = src.energy_mj[key]
+    fresh.save(bundle_dir)
+
+
 def profile_bundle(bundle_dir: str | Path, target: str, precision: str, batches: Sequence[int] = (1, 8, 32),
                    iterations: int = 100, warmup: int = 10, device: str | None = None,
                    depths: Sequence[int] | None = None, energy: Any = "auto", threads: int | None = None,
@@ -149,64 +190,35 @@ def profile_bundle(bundle_dir: str | Path, target: str, precision: str, batches:
     batches = parse_batches(batches)
     bundle_dir = Path(bundle_dir)
     manifest = BundleManifest.load(bundle_dir)
-    selected = list(depths) if depths else manifest.depth_values()
-    skipped = {d: manifest.depth(d).rejected[precision] for d in selected if precision in manifest.depth(d).rejected}
-    selected = [d for d in selected if d not in skipped]
-    if not selected:
-        raise ConfigError(f"no depth has a servable {precision} artifact (all rejected: {skipped})")
+    selected, skipped = _servable_depths(manifest, depths, precision)
     reader, meter = energy_reader(energy, t.name)
     key = f"{t.name}/{precision}"
-    rng = np.random.default_rng(seed)
-    x_all = rng.normal(size=(max(batches), *manifest.input_shape)).astype(np.float32)
-    rows: list[dict[str, Any]] = []
-    load_opts: dict[str, Any] = {"device": device}
-    if threads:
-        load_opts["threads"] = threads
+    x_all = np.random.default_rng(seed).normal(size=(max(batches), *manifest.input_shape)).astype(np.float32)
+    load_opts: dict[str, Any] = {"device": device, **({"threads": threads} if threads else {})}
     # all depths compiled/loaded once, as the runtime does; then measured one after another
     models = {d: load_artifact(bundle_dir, depth_artifact(manifest.depth(d), t, precision), t, **load_opts)
               for d in selected}
     bar = progress_bar(len(selected) * len(batches), f"profile {key}", "run", progress)
+    rows: list[dict[str, Any]] = []
     for d in selected:
-        model = models[d]
         entry = manifest.depth(d)
-        for b in batches:
-            feeds = {model.input_names[0]: np.ascontiguousarray(x_all[:b])}
-            e0 = reader() if (reader and b == 1) else None
-            t0 = time.perf_counter()
-            times = time_calls(lambda: model.run(feeds), iterations, warmup)
-            wall = time.perf_counter() - t0
-            e1 = reader() if (reader and b == 1) else None
-            raw = model.raw_callable()
-            raw_times = time_calls(lambda: raw(feeds), iterations, warmup)
-            row = {"depth": d, "batch": b, **{k: v for k, v in summarize(times).items()},
-                   "raw_p50": float(np.percentile(raw_times, 50)),
-                   "per_sample_ms": float(np.percentile(times, 50)) / b}
-            if e0 is not None and e1 is not None and e1 >= e0:
-                # energy over warm-up + timed calls, per call
-                row["energy_mj"] = (e1 - e0) / 1000.0 / (iterations + warmup)
-                row["energy_window_s"] = wall
-            rows.append(row)
-            if b == 1:
-                entry.latency_ms[key] = {"p50": row["p50"], "p90": row["p90"], "batch": 1}
-                if "energy_mj" in row:
-                    entry.energy_mj[key] = row["energy_mj"]
-            if bar is not None:
-                bar.update(1)
-        model.close()
+        with models[d] as model:
+            for b in batches:
+                feeds = {model.input_names[0]: np.ascontiguousarray(x_all[:b])}
+                rows.append({"depth": d, **measure(model, feeds, iterations, warmup, reader if b == 1 else None)})
+                if b == 1:
+                    entry.latency_ms[key] = {"p50": rows[-1]["p50"], "p90": rows[-1]["p90"], "batch": 1}
+                    if "energy_mj" in rows[-1]:
+                        entry.energy_mj[key] = rows[-1]["energy_mj"]
+                if bar is not None:
+                    bar.update(1)
     if bar is not None:
         bar.close()
+    _save_latency(bundle_dir, manifest, selected, key)
     result = {"bundle": str(bundle_dir), "target": t.name, "precision": precision, "device": device or t.default_device,
               "iterations": iterations, "warmup": warmup, "batches": batches, "energy_meter": meter,
-              "target_info": {k: v for k, v in t.describe().items()}, "rows": rows,
+              "target_info": t.describe(), "rows": rows,
               "skipped": {str(d): f"{precision} rejected: {why}" for d, why in skipped.items()}}
-    # only the manifest changes: an atomic rewrite (artifacts untouched)
-    fresh = BundleManifest.load(bundle_dir)
-    for d in selected:
-        src, dst = manifest.depth(d), fresh.depth(d)
-        dst.latency_ms[key] = src.latency_ms[key]
-        if key in src.energy_mj:
-            dst.energy_mj[key] = src.energy_mj[key]
-    fresh.save(bundle_dir)
     out = bundle_dir / f"profile_{t.name}_{precision}.json"
     atomic_write_json(out, result)
     result["path"] = str(out)

@@ -12,6 +12,7 @@ pytest.importorskip("onnxruntime")
 
 
 def test_latency_suite_rows_match_the_contract(fc_served_bundle, tmp_path):
+    pytest.importorskip("matplotlib")
     out = tmp_path / "lat"
     assert main(["bench", "latency", "--bundle", str(fc_served_bundle), "--targets", "onnxruntime",
                  "--precisions", "fp32", "--batches", "1,4", "--iterations", "20", "--warmup", "2",
@@ -52,6 +53,7 @@ def test_power_suite_compares_policies_per_trace(fc_served_bundle, tmp_path):
 
 def test_torch_latency_suite_on_cpu(fc_run, tmp_path):
     pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
     out = tmp_path / "tl"
     assert main(["bench", "torch-latency", "--run", str(fc_run), "--device", "cpu", "--depths", "1,8",
                  "--batches", "1", "--iterations", "5", "--warmup", "1", "--out", str(out)]) == 0

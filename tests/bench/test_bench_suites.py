@@ -28,9 +28,12 @@ def test_train_speed_contract(tmp_path, capsys):
     out = tmp_path / "ts"
     result = _run(["bench", "train-speed", "--out", str(out), "--depths", "2,4", "--epochs", "1", "--warmup", "1",
                    "--threads", "1", "--quiet", "--json"], capsys)
-    on_disk = json.loads((out / "train_speed.json").read_text())
+    text = (out / "train_speed.json").read_text()
+    on_disk = json.loads(text)
     assert on_disk == result
     rows = on_disk["rows"]
+    lines = {line.strip().rstrip(",") for line in text.splitlines()}
+    assert all(json.dumps(r) in lines for r in rows)  # one line per row
     assert {(r["model"], r["depth"]) for r in rows} == {(m, d) for m in ("glonet-fc", "resnet-fc") for d in (2, 4)}
     for r in rows:
         assert isinstance(r["model"], str) and isinstance(r["depth"], int) and r["width"] == 32

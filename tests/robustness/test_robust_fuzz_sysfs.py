@@ -35,6 +35,7 @@ SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scope
 SENSORS = {"jetson": JetsonSource, "battery": PowerSupplySource, "thermal": ThermalSource, "rapl": RaplSource}
 DEVICES = {
     "orin_nano_jp6": lambda r: fake_sysfs.orin_nano_jp6(r),
+    "agx_orin_jp6": lambda r: fake_sysfs.agx_orin_jp6(r),
     "jetson_nano_jp4": lambda r: fake_sysfs.jetson_jp4(r, "nano"),
     "jetson_tx2_jp4": lambda r: fake_sysfs.jetson_jp4(r, "tx2"),
     "laptop": lambda r: fake_sysfs.laptop(r),

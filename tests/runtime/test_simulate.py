@@ -106,6 +106,7 @@ def test_one_row_trace_with_battery_holds_until_empty(digits_manifest):
 
 # ---- the command ---------------------------------------------------------------------------------------
 def test_cli_writes_contract_json_and_plot(bundle_dir, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
     out = tmp_path / "sim"
     policy = tmp_path / "policy.toml"
     policy.write_text("[policy]\nmax_drop = 0.01\nmin_dwell_s = 30\n")

@@ -1,24 +1,28 @@
 """A CPU stand-in for the `tensorrt` Python module, shaped like the real API of a given version.
 
 Only the names glonet_edge.targets.tensorrt touches exist, and they exist or not as in the real
-release (targets.md §1.10): EXPLICIT_BATCH is gone in 11, FP16/INT8 builder flags are gone in 11,
+release (docs/targets.md, TensorRT): EXPLICIT_BATCH is gone in 11, FP16/INT8 builder flags are gone in 11,
 STRONGLY_TYPED appears in 10. The "engine" runs the parsed ONNX graph with onnxruntime, reading
-and writing "device" buffers through a host-memory CUDA stand-in (HostCuda), so the target's
-build / metadata / timing cache / named-tensor execution path runs end to end without a GPU.
-It checks what TensorRT's parser would refuse via qdq_lint, and records every builder call.
+and writing "device" buffers of the fake CUDA runtime (fake_cuda.py), so the target's build /
+metadata / timing cache / named-tensor execution path runs end to end without a GPU. It checks
+what TensorRT's parser would refuse via qdq_lint, and records every builder call.
+
+Devices are modelled as in the real library: a builder, an engine and an execution context
+belong to the CUDA device current on the calling thread when they are created, and a build or
+an execution whose builder / context / stream / buffers are on another device than the engine
+fails (build_serialized_network -> None, execute_async_v3 -> False, with the error logged).
 
 Return values follow the real bindings where the target must check them:
 `add_optimization_profile` -> index or -1 (invalid profile), `create_timing_cache` -> None for a
 corrupt blob, `set_timing_cache` -> False for a cache from another TRT version / GPU (device tag),
 `build_serialized_network` -> None when a profile disagrees with a static input dim or misses an
-input, `set_input_shape` -> False outside the profile. `trt.events` records Builder / Runtime
-creation (and, through the test fixture, set_current_device) in order.
+input, `set_input_shape` -> False outside the profile. `trt.devices` records the device each
+Builder / Runtime / Engine / ExecutionContext was created on, `trt.errors` what would be logged.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import types
 
 import numpy as np
@@ -30,53 +34,17 @@ class _Enum:
             setattr(self, k, v)
 
 
-class HostCuda:
-    """Host-memory stand-in for tensorrt.cuda_backend(): 'device pointers' are numpy addresses."""
+def make_fake_trt(version: str = "10.3.0", cudart=None, dla_cores: int = 0, fail_build: bool = False) -> types.ModuleType:
+    from fake_cuda import make_fake_cudart
 
-    def __init__(self, memory: dict[int, np.ndarray], streams: set | None = None, index: int = 0,
-                 events: list | None = None):
-        self.memory = memory
-        self.streams = streams if streams is not None else set()  # live (not destroyed) streams
-        self.index = index
-        self.events = events if events is not None else []
-
-    def stream(self):
-        s = object()
-        self.streams.add(id(s))
-        return s, id(s)
-
-    def destroy_stream(self, stream):
-        self.streams.discard(id(stream))
-
-    def set_device(self):
-        self.events.append(("exec_set_device", self.index, threading.current_thread().name))
-
-    def alloc(self, nbytes):
-        buf = np.zeros(max(int(nbytes), 1), np.uint8)
-        self.memory[buf.ctypes.data] = buf
-        return buf, buf.ctypes.data
-
-    def h2d(self, buf, arr, stream):
-        buf[:arr.nbytes] = arr.reshape(-1).view(np.uint8)
-
-    def d2h(self, out, buf, stream):
-        out.reshape(-1).view(np.uint8)[:] = buf[:out.nbytes]
-
-    def sync(self, stream):
-        pass
-
-    def free(self, buf):
-        self.memory.pop(buf.ctypes.data, None)
-
-
-def make_fake_trt(version: str = "10.3.0", dla_cores: int = 0, fail_build: bool = False) -> types.ModuleType:
     major = int(version.split(".")[0])
+    cudart = cudart or make_fake_cudart()
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
+    trt.cudart = cudart
     trt.calls = []  # what the builder was asked
-    trt.memory = {}
-    trt.streams = set()
-    trt.events = []
+    trt.errors = []  # what TensorRT would have logged as errors
+    trt.devices = []  # (object created, CUDA device current at the time)
     trt.fail_build = fail_build
     trt.reject_profiles = False  # add_optimization_profile -> -1 (as for an invalid profile)
     trt.device_tag = "sm87"  # the GPU a timing cache belongs to
@@ -225,7 +193,8 @@ def make_fake_trt(version: str = "10.3.0", dla_cores: int = 0, fail_build: bool 
     class Builder:
         def __init__(self, logger):
             self.num_DLA_cores = dla_cores
-            trt.events.append(("Builder",))
+            self.device = cudart.current_device()
+            trt.devices.append(("Builder", self.device))
 
         def create_network(self, flags=0):
             return Network(flags)
@@ -245,6 +214,9 @@ def make_fake_trt(version: str = "10.3.0", dla_cores: int = 0, fail_build: bool 
                               "dla": config.DLA_core if config.default_device_type == trt.DeviceType.DLA else None})
             if trt.fail_build:
                 return None
+            if cudart.current_device() != self.device:
+                trt.errors.append(f"builder made on GPU {self.device} used on GPU {cudart.current_device()}")
+                return None
             for t in network.inputs:  # a profile must cover every input and agree with static dims
                 if not config.profiles or t.name not in config.profiles[0].shapes:
                     return None
@@ -260,6 +232,8 @@ def make_fake_trt(version: str = "10.3.0", dla_cores: int = 0, fail_build: bool 
     class Context:
         def __init__(self, engine):
             self.engine, self.shapes, self.addr = engine, {}, {}
+            self.device = cudart.current_device()  # TensorRT attaches a context to the current device
+            trt.devices.append(("ExecutionContext", self.device))
 
         def set_input_shape(self, name, shape):
             lo, _, hi = self.engine.profile[name]
@@ -278,13 +252,26 @@ def make_fake_trt(version: str = "10.3.0", dla_cores: int = 0, fail_build: bool 
         def set_tensor_address(self, name, ptr):
             self.addr[name] = ptr
 
+        def _device_error(self, stream):
+            want = self.engine.device
+            stream_device = getattr(cudart.streams.get(int(stream)), "device", None)
+            buffers = {cudart.memory[p][1] for p in self.addr.values() if p in cudart.memory}
+            if self.device != want or stream_device != want or buffers - {want}:
+                return (f"engine on GPU {want} run with its context on GPU {self.device}, stream on GPU "
+                        f"{stream_device}, buffers on GPU(s) {sorted(buffers)} (Cuda Runtime: invalid resource handle)")
+            return None
+
         def execute_async_v3(self, stream):
+            error = self._device_error(stream)
+            if error:
+                trt.errors.append(error)
+                return False
             feeds = {}
             for n, s in self.shapes.items():
-                buf = trt.memory[self.addr[n]]
+                buf = cudart.memory[self.addr[n]][0]
                 feeds[n] = buf[:int(np.prod(s)) * 4].view(np.float32).reshape(s).copy()
             for n, y in self._run(feeds).items():
-                buf = trt.memory[self.addr[n]]
+                buf = cudart.memory[self.addr[n]][0]
                 buf[:y.nbytes] = np.ascontiguousarray(y, np.float32).reshape(-1).view(np.uint8)
             return True
 
@@ -292,6 +279,8 @@ def make_fake_trt(version: str = "10.3.0", dla_cores: int = 0, fail_build: bool 
         def __init__(self, header, onnx_bytes):
             import onnxruntime as ort
 
+            self.device = cudart.current_device()  # deserialized onto the current device
+            trt.devices.append(("Engine", self.device))
             self.session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
             self.inputs = [i.name for i in self.session.get_inputs()]
             self.outputs = [o.name for o in self.session.get_outputs()]
@@ -319,7 +308,7 @@ def make_fake_trt(version: str = "10.3.0", dla_cores: int = 0, fail_build: bool 
     class Runtime:
         def __init__(self, logger):
             self.DLA_core = -1
-            trt.events.append(("Runtime",))
+            trt.devices.append(("Runtime", cudart.current_device()))
 
         def deserialize_cuda_engine(self, data):
             data = bytes(data)

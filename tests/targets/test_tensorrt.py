@@ -9,38 +9,41 @@
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 import threading
+import types
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_tensorrt import HostCuda, make_fake_trt
+from fake_cuda import make_fake_cudart
+from fake_tensorrt import make_fake_trt
+from trtexec_check import script_problems, trtexec_problems
 
 from glonet_edge.data import load_dataset
 from glonet_edge.errors import ArtifactError, ConfigError
 from glonet_edge.manifest import BundleManifest
 from glonet_edge.targets.base import RequestPool
 from glonet_edge.targets import get_target, load_artifact
-from glonet_edge.targets import tensorrt as T
+from glonet_edge.targets.tensorrt import cuda, device, fp16, library
+from glonet_edge.targets.tensorrt.engine import Slot
+from glonet_edge.targets.tensorrt.trtexec import shape_options, trtexec_command
 from glonet_edge.targets.compile import compile_bundle
 
-ORIN = {"gpu": "NVIDIA Jetson AGX Orin", "compute_capability": "8.7", "cuda_runtime": "12.6", "via": "test"}
+ORIN = ("NVIDIA Jetson AGX Orin", 8, 7)
+RTX4090 = ("NVIDIA RTX 4090", 8, 9)
 
 
 @pytest.fixture
 def fake_trt(monkeypatch):
-    def install(version, gpu=ORIN, **kw):
-        fake = make_fake_trt(version, **kw)
+    """Install a fake TensorRT of `version` over a fake CUDA runtime with `gpus` (name, cc major, minor)."""
+    def install(version, gpus=(ORIN,), **kw):
+        cudart = make_fake_cudart(gpus)
+        fake = make_fake_trt(version, cudart, **kw)
         monkeypatch.setitem(sys.modules, "tensorrt", fake)
-        monkeypatch.setattr(T, "_LOGGER", None)
-        monkeypatch.setattr(T, "gpu_info", (lambda index=0: dict(gpu)) if isinstance(gpu, dict) else gpu)
-        monkeypatch.setattr(T, "cuda_backend", lambda index=0, prefer="auto": HostCuda(fake.memory, fake.streams,
-                                                                                          index, fake.events))
-        monkeypatch.setattr(T, "set_current_device", lambda index, prefer="auto": fake.events.append(("set_device", index)))
-        monkeypatch.setattr(T, "jetson_info", lambda path=None: {"l4t": "36.4.0", "jetpack": "6.x"})
+        monkeypatch.setattr(library, "_LOGGER", None)
+        monkeypatch.setattr(cuda, "cudart", lambda: cudart)
+        monkeypatch.setattr(device, "jetson_info", lambda path=None: {"l4t": "36.4.0", "jetpack": "6.x"})
         return fake
 
     return install
@@ -67,7 +70,7 @@ def test_version_bridge_build_and_run(version, fake_trt, fc_int8_bundle):
     m.verify(fc_int8_bundle)
     sub = f"tensorrt/nvidia-jetson-agx-orin_sm87_trt{version}"
     assert m.targets["tensorrt"]["subdir"] == sub
-    assert (fc_int8_bundle / sub / "trtexec.sh").is_file()
+    assert script_problems(fc_int8_bundle / sub / "trtexec.sh", version) == []  # as trtexec of this version parses it
     script = (fc_int8_bundle / sub / "trtexec.sh").read_text()
     n_int8 = len(m.depths) - sum("int8" in e.rejected for e in m.depths)
     if major < 11:
@@ -121,7 +124,7 @@ def test_engine_for_other_version_or_gpu_is_refused(fake_trt, fc_bundle, monkeyp
     fake_trt("10.3.0")
     compile_bundle(fc_bundle, "tensorrt", ["fp16"], depths=[4], segments=False, progress=False)
     art = BundleManifest.load(fc_bundle).depth(4).artifact("tensorrt", "fp16")
-    fake_trt("10.3.0", gpu={**ORIN, "gpu": "NVIDIA RTX 4090", "compute_capability": "8.9"})
+    fake_trt("10.3.0", gpus=(RTX4090,))
     with pytest.raises(ArtifactError, match="compute capability 8.7.*rebuild it here"):
         load_artifact(fc_bundle, art, "tensorrt")
     fake_trt("10.13.0")
@@ -206,8 +209,8 @@ def test_parser_errors_are_listed(fake_trt, fc_bundle, tmp_path):
 def test_jetson_release_parsing(tmp_path):
     f = tmp_path / "nv_tegra_release"
     f.write_text("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64\n")
-    assert T.jetson_info(f) == {"l4t": "35.4.1", "jetpack": "5.1.2"}
-    assert T.jetson_info(tmp_path / "missing") is None
+    assert device.jetson_info(f) == {"l4t": "35.4.1", "jetpack": "5.1.2"}
+    assert device.jetson_info(tmp_path / "missing") is None
 
 
 def test_fp16_graph_conversion_for_trt11(fc_bundle, tmp_path):
@@ -215,7 +218,7 @@ def test_fp16_graph_conversion_for_trt11(fc_bundle, tmp_path):
     import onnx
 
     dst = tmp_path / "fp16.onnx"
-    assert T.convert_fp16(fc_bundle / "onnx" / "depth_016.onnx", dst) in ("glonet-edge", "modelopt-autocast")
+    assert fp16.convert_fp16(fc_bundle / "onnx" / "depth_016.onnx", dst) in ("glonet-edge", "modelopt-autocast")
     m = onnx.load(str(dst))
     assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert m.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
@@ -241,6 +244,11 @@ def _fixed_batch_graph(src, dst, batch):
     return dst
 
 
+def _trtexec_line(src, out, precision, **kw):
+    """Build one engine; the trtexec line that repeats it (paths relative to the engine directory)."""
+    return trtexec_command(get_target("tensorrt").build_engine(src, out, precision, **kw), out)
+
+
 def _args(line):
     return dict(a.split("=", 1) for a in line.split() if "=" in a)
 
@@ -252,7 +260,10 @@ def test_fixed_batch_input_gets_static_profile_or_clear_error(fake_trt, fc_bundl
     src = fc_bundle / "onnx" / "depth_004.onnx"
     fixed = _fixed_batch_graph(src, tmp_path / "fixed4.onnx", 4)
     with pytest.warns(RuntimeWarning, match="fixed batch dimension 4.*static profile 4/4/4"):
-        plan, meta = _trt_build(fixed, tmp_path / "out", "fp32")
+        record = get_target("tensorrt").build_engine(fixed, tmp_path / "out", "fp32")
+    plan, meta = record.files
+    # issue 18, bug 2: trtexec refuses explicit shapes for a graph whose inputs are all static
+    assert trtexec_problems(trtexec_command(record, tmp_path / "out"), "10.3.0", tmp_path / "out") == []
     assert fake.calls[-1]["profiles"][0]["x"] == ((4, 1, 8, 8),) * 3
     assert json.loads(meta.read_text())["profile"]["x"]["max"] == [4, 1, 8, 8]
     model = get_target("tensorrt").load(plan, "fp32")
@@ -275,23 +286,22 @@ def test_trtexec_line_follows_the_build(fake_trt, fc_int8_bundle, tmp_path):
     q = fc_int8_bundle / "onnx" / "depth_004.int8.onnx"
     out = tmp_path / "bundle" / "tensorrt" / "eng"
     cache = tmp_path / "bundle" / "caches" / "tc.cache"
-    lines = []
-    _trt_build(q, out, "int8", strongly_typed=False, fp16_fallback=False, timing_cache=str(cache), _trtexec=lines)
+    lines = [_trtexec_line(q, out, "int8", strongly_typed=False, fp16_fallback=False, timing_cache=str(cache))]
     assert fake.calls[-1]["flags"] == ["INT8"] and not fake.calls[-1]["network_flags"] & 2
     args = _args(lines[-1])
     assert "--int8" in lines[-1] and "--fp16" not in lines[-1] and "--stronglyTyped" not in lines[-1]
     assert args["--timingCacheFile"] == "../../caches/tc.cache" and (out / args["--timingCacheFile"]).resolve() == cache
-    _trt_build(q, out, "int8", timing_cache=str(cache), _trtexec=lines)  # default on TRT 10: strongly typed, no flags
+    lines.append(_trtexec_line(q, out, "int8", timing_cache=str(cache)))  # default on TRT 10: strongly typed, no flags
     assert "--stronglyTyped" in lines[-1] and "--int8" not in lines[-1] and "--fp16" not in lines[-1]
     src = fc_int8_bundle / "onnx" / "depth_004.onnx"
-    _trt_build(src, out, "fp32", tf32=True, timing_cache=str(cache), _trtexec=lines)
+    lines.append(_trtexec_line(src, out, "fp32", tf32=True, timing_cache=str(cache)))
     assert fake.calls[-1]["tf32"] and "--noTF32" not in lines[-1]
-    _trt_build(src, out, "fp32", timing_cache=str(cache), _trtexec=lines)
+    lines.append(_trtexec_line(src, out, "fp32", timing_cache=str(cache)))
     assert not fake.calls[-1]["tf32"] and "--noTF32" in lines[-1]
     # input names trtexec would split on are quoted the trtexec way ('in:0':1x2)
     shapes = {"in:0": {"min": [1, 2], "opt": [2, 2], "max": [4, 2]}, "s": {"min": [1, 3], "opt": [2, 3], "max": [4, 3]}}
-    cmd = get_target("tensorrt").trtexec_command(Path("a.onnx"), Path("a.plan"), shapes, Path("tc.cache"), 64)
-    assert "--minShapes='in:0':1x2,s:1x3" in shlex.split(cmd) and "--maxShapes='in:0':4x2,s:4x3" in shlex.split(cmd)
+    assert shape_options(shapes)[0] == "--minShapes='in:0':1x2,s:1x3"
+    assert shape_options(shapes)[2] == "--maxShapes='in:0':4x2,s:4x3"
 
 
 def test_trt11_fp16_graph_is_a_companion_and_no_temp_is_left(fake_trt, fc_bundle, tmp_path):
@@ -301,8 +311,8 @@ def test_trt11_fp16_graph_is_a_companion_and_no_temp_is_left(fake_trt, fc_bundle
 
     fake_trt("11.4.0")
     out = tmp_path / "out"
-    lines = []
-    files = _trt_build(fc_bundle / "onnx" / "depth_004.onnx", out, "fp16", _trtexec=lines)
+    record = get_target("tensorrt").build_engine(fc_bundle / "onnx" / "depth_004.onnx", out, "fp16")
+    files, lines = record.files, [trtexec_command(record, out)]
     assert [f.name for f in files] == ["depth_004.fp16.plan", "depth_004.fp16.json", "depth_004.fp16.onnx"]
     assert _args(lines[-1])["--onnx"] == "depth_004.fp16.onnx" and "--fp16" not in lines[-1]
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in onnx.load(str(files[2])).graph.initializer)
@@ -357,21 +367,20 @@ def test_close_frees_buffers_and_streams(fake_trt, fc_bundle, tmp_path):
     x = np.zeros((5, 1, 8, 8), np.float32)
     model.run({"x": x})
     model.raw_callable()({"x": x})
-    assert fake.memory and fake.streams
+    assert fake.cudart.memory and fake.cudart.streams
     model.close()
-    assert not fake.memory and not fake.streams
+    assert not fake.cudart.memory and not fake.cudart.streams
     model.close()  # idempotent
-    pool = RequestPool(lambda: T._Slot(model.engine, model.cuda, model.input_names, model.output_names), max_idle=1,
-                       dispose=T._Slot.close)
+    pool = RequestPool(lambda: Slot(model.engine, model.cuda), max_idle=1, dispose=Slot.close)
     slots = [pool.acquire() for _ in range(3)]
     for s in slots:
         model._execute(s, {"x": x})
     for s in slots:
         pool.release(s)
     assert pool.idle == 1 and [s.closed for s in slots] == [False, True, True]
-    assert len(fake.streams) == 1
+    assert len(fake.cudart.streams) == 1
     pool.clear()
-    assert not fake.memory and not fake.streams
+    assert not fake.cudart.memory and not fake.cudart.streams
 
 
 def test_dla_static_batch_pads_small_batches(fake_trt, fc_bundle):
@@ -394,14 +403,12 @@ def test_dla_static_batch_pads_small_batches(fake_trt, fc_bundle):
 
 
 def test_gpu_index_is_used_for_build_load_and_run(fake_trt, fc_bundle):
-    """#10: GPU:1 sets the current device before trt.Builder / trt.Runtime and on each executing thread,
-    and names, metadata and the load check use GPU 1."""
-    gpus = {0: ORIN, 1: {**ORIN, "gpu": "NVIDIA RTX 4090", "compute_capability": "8.9"}}
-    fake = fake_trt("10.3.0", gpu=lambda index=0: dict(gpus[index]))
+    """#10: GPU:1 is current when trt.Builder / trt.Runtime are made, and names, metadata and the
+    load check use GPU 1."""
+    fake = fake_trt("10.3.0", gpus=(ORIN, RTX4090))
     compile_bundle(fc_bundle, "tensorrt", ["fp32"], device="GPU:1", depths=[4], segments=False, progress=False,
                    verify=False)
-    ev = fake.events
-    assert ev[ev.index(("Builder",)) - 1] == ("set_device", 1) and ("set_device", 0) not in ev
+    assert ("Builder", 1) in fake.devices and ("Builder", 0) not in fake.devices
     m = BundleManifest.load(fc_bundle)
     art = m.depth(4).artifact("tensorrt", "fp32")
     assert m.targets["tensorrt"]["subdir"] == "tensorrt/nvidia-rtx-4090_sm89_trt10.3.0"
@@ -409,13 +416,40 @@ def test_gpu_index_is_used_for_build_load_and_run(fake_trt, fc_bundle):
     assert art.extra["timing_cache"]["file"] == "timing_nvidia-rtx-4090_sm89_trt10.3.0.cache"
     assert m.targets["tensorrt"]["gpu"] == "NVIDIA RTX 4090"
     model = load_artifact(fc_bundle, art, "tensorrt", device="GPU:1")
-    assert fake.events[fake.events.index(("Runtime",)) - 1] == ("set_device", 1)
-    t = threading.Thread(target=lambda: model.run({"x": np.zeros((2, 1, 8, 8), np.float32)}), name="worker")
-    t.start()
-    t.join()
-    assert ("exec_set_device", 1, "worker") in fake.events
+    assert fake.devices[-2:] == [("Runtime", 1), ("Engine", 1)]
     with pytest.raises(ArtifactError, match="compute capability 8.9 \\(this GPU, NVIDIA Jetson AGX Orin, is 8.7\\)"):
         load_artifact(fc_bundle, art, "tensorrt", device="GPU:0")
+    model.close()
+
+
+def test_gpu_n_engine_runs_from_a_new_thread(fake_trt, fc_bundle):
+    """Issue 18, bug 3: a new thread's current device is GPU 0, so an execution context and stream
+    made there before set_device land on GPU 0 and the GPU 1 engine fails; they must be made
+    after the thread selects GPU 1."""
+    fake = fake_trt("10.3.0", gpus=(ORIN, RTX4090))
+    compile_bundle(fc_bundle, "tensorrt", ["fp32"], device="GPU:1", depths=[4], segments=False, progress=False,
+                   verify=False)
+    model = load_artifact(fc_bundle, BundleManifest.load(fc_bundle).depth(4).artifact("tensorrt", "fp32"), "tensorrt",
+                          device="GPU:1")
+    x = load_dataset("digits", seed=0, val_fraction=0.2).x_val[:5]
+    results, failures = {}, []
+
+    def work(name):
+        try:
+            results[name] = model.run({"x": x})[0]
+        except Exception as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(f"worker{i}",)) for i in range(3)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not failures and not fake.errors, (failures, fake.errors)
+    assert {d for kind, d in fake.devices if kind == "ExecutionContext"} == {1}
+    assert {d for call, d in fake.cudart.calls} == {1}
+    ref = get_target("onnxruntime").load(fc_bundle / "onnx" / "depth_004.onnx", "fp32").run({"x": x})[0]
+    for y in results.values():
+        np.testing.assert_allclose(y, ref, atol=1e-5)
+    model.close()
 
 
 def test_parser_error_hints_match_precision_and_version(fake_trt, fc_bundle, tmp_path):
@@ -444,7 +478,7 @@ def test_jetpack_mapping_uses_major_minor(tmp_path):
     for rel, rev, jp in (("35", "1.0", "5.0.2"), ("35", "2.1", "5.1"), ("35", "6.0", "5.1.4"), ("36", "4.3", "6.2"),
                          ("36", "3.0", "6.0"), ("35", "1.7", "5.0.2"), ("36", "9.0", "6.x"), ("99", "1.0", "unknown")):
         f.write_text(f"# R{rel} (release), REVISION: {rev}, GCID: 1, BOARD: t186ref, EABI: aarch64\n")
-        assert T.jetson_info(f)["jetpack"] == jp, (rel, rev)
+        assert device.jetson_info(f)["jetpack"] == jp, (rel, rev)
 
 
 def test_fp16_fallback_converter_constants_clipping_and_subgraphs(tmp_path, monkeypatch):
@@ -466,7 +500,7 @@ def test_fp16_fallback_converter_constants_clipping_and_subgraphs(tmp_path, monk
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(src))
     dst = tmp_path / "c16.onnx"
     with pytest.warns(RuntimeWarning, match="1 constant value"):
-        assert T.convert_fp16(src, dst) == "glonet-edge"
+        assert fp16.convert_fp16(src, dst) == "glonet-edge"
     m = onnx.load(str(dst))
     assert np.isfinite(numpy_helper.to_array(m.graph.initializer[0]).astype(np.float32)).all()
     consts = [n for n in m.graph.node if n.op_type == "Constant"]
@@ -484,7 +518,7 @@ def test_fp16_fallback_converter_constants_clipping_and_subgraphs(tmp_path, monk
                            [numpy_helper.from_array(np.array(0.0, np.float32), "zero")])
     onnx.save(helper.make_model(g2, opset_imports=[helper.make_opsetid("", 17)]), str(src))
     with pytest.raises(ConfigError, match="subgraphs \\(If\\).*ModelOpt"):
-        T.convert_fp16(src, dst)
+        fp16.convert_fp16(src, dst)
 
 
 def test_dla_precision_risks_are_warned(fake_trt, fc_int8_bundle, tmp_path):
@@ -504,12 +538,40 @@ def test_dla_precision_risks_are_warned(fake_trt, fc_int8_bundle, tmp_path):
     assert fake.calls[-1]["network_flags"] & 2
 
 
+def test_trtexec_check_refuses_what_trtexec_refuses(tmp_path):
+    """The test double's trtexec: per-release option tables and the rules trtexec applies."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    for name, batch in (("dyn.onnx", "n"), ("static.onnx", 4)):
+        g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3])])
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / name))
+    shapes = "--minShapes=x:1x3 --optShapes=x:2x3 --maxShapes=x:4x3"
+
+    def problems(args, version, graph="dyn.onnx"):
+        return trtexec_problems(f"trtexec --onnx={graph} --saveEngine=a.plan {args}", version, tmp_path)
+
+    assert problems(f"{shapes} --skipInference --noTF32", "10.3.0") == []
+    assert problems(f"{shapes} --buildOnly --fp16 --int8", "8.5.2") == []
+    assert problems("--skipInference", "8.5.2") == ["unknown option --skipInference (TensorRT 8.5.2: sampleOptions.cpp "
+                                                    "at 8.5.2)"]
+    assert problems("--buildOnly", "10.3.0")[0].startswith("unknown option --buildOnly")
+    assert problems("--stronglyTyped --fp16", "11.4.0")[0].startswith("unknown option --fp16 (TensorRT 11.4.0: "
+                                                                     "sampleOptions.cpp at v11.1)")
+    assert problems("--builderOptimizationLevel=3", "8.5.2")[0].startswith("unknown option --builderOptimizationLevel")
+    assert problems(shapes, "10.3.0", "static.onnx")[0].startswith("Static model does not take explicit shapes")
+    assert problems("--minShapes=z:1x3", "10.3.0") == ["Cannot find input tensor with name 'z'"]
+    assert problems("--stronglyTyped --int8", "10.3.0") == ["--int8 is not allowed if graph is strongly typed"]
+
+
 # ---- real TensorRT (GPU machines only) --------------------------------------------------------
 def test_real_tensorrt_build_and_run(fc_int8_bundle):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an NVIDIA GPU + `pip install "
                                            "glonet-edge[tensorrt]`); the ONNX-level checks in test_qdq_lint run instead")
     try:
-        T.gpu_info(0)
+        device.gpu_info(0)
     except Exception as exc:  # pragma: no cover - tensorrt without a usable GPU
         pytest.skip(f"tensorrt is importable but no CUDA GPU is usable: {exc}")
     compile_bundle(fc_int8_bundle, "tensorrt", ["fp32", "fp16", "int8"], progress=False)
@@ -520,3 +582,35 @@ def test_real_tensorrt_build_and_run(fc_int8_bundle):
         y = load_artifact(fc_int8_bundle, e.artifact("tensorrt", "fp32"), "tensorrt").run({"x": x})[0]
         np.testing.assert_allclose(y, ref, atol=1e-3)
     assert json.loads((fc_int8_bundle / "compile_tensorrt.json").read_text())["trtexec"]
+
+
+def test_cuda_backend_is_cuda_python_first_torch_as_fallback(monkeypatch):
+    """Issue 18, item 5: the order docs/targets.md states: cuda-python, then torch; named errors otherwise."""
+    from glonet_edge.errors import MissingDependencyError
+
+    cudart = make_fake_cudart((ORIN, RTX4090))
+    monkeypatch.setattr(cuda, "cudart", lambda: cudart)
+    monkeypatch.setattr(cuda, "_cuda_torch", lambda: object())  # a CUDA torch is there too
+    backend = cuda.cuda_backend(1)
+    assert isinstance(backend, cuda.CudaPython) and cudart.current_device() == 1
+    with pytest.raises(ConfigError, match="CUDA device 5 cannot be selected"):
+        cuda.set_current_device(5)
+    with pytest.raises(ConfigError, match="unknown CUDA backend 'cupy'"):
+        cuda.cuda_backend(0, "cupy")
+
+    def no_cuda_python():
+        raise ImportError("No module named 'cuda'")
+
+    monkeypatch.setattr(cuda, "cudart", no_cuda_python)
+    monkeypatch.setattr(cuda, "_cuda_torch", lambda: None)
+    with pytest.raises(MissingDependencyError, match=r"needs cuda-python.*pip install glonet-edge\[tensorrt\]"):
+        cuda.cuda_backend(0)
+    with pytest.raises(MissingDependencyError, match="cuda=cuda-python"):
+        cuda.cuda_backend(0, "cuda-python")
+    selected = []
+    torch = types.SimpleNamespace(device=lambda kind, index: (kind, index),
+                                  cuda=types.SimpleNamespace(set_device=selected.append))
+    monkeypatch.setattr(cuda, "_cuda_torch", lambda: torch)
+    assert isinstance(cuda.cuda_backend(1), cuda.TorchCuda)
+    cuda.set_current_device(1)
+    assert selected == [1]

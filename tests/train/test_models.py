@@ -24,6 +24,24 @@ def test_registry_lists_all_families():
     assert {"glonet-fc", "glonet-cnn", "glonet-vit", "resnet-fc", "resnet-cnn", "residual-fc", "plain-fc"} <= set(list_models())
 
 
+def test_registering_a_name_twice_is_an_error_and_keeps_the_first(monkeypatch):
+    from glonet_edge.train.models import register_model, registry
+
+    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
+    original = registry._MODELS["glonet-fc"]
+    with pytest.raises(ConfigError, match="'glonet-fc' is already registered by .*GloNetFC.*another name"):
+        register_model("glonet-fc")(type("Impostor", (), {}))
+    assert registry._MODELS["glonet-fc"] is original
+
+    @register_model("my-model")
+    class MyModel:
+        pass
+
+    assert "my-model" in list_models()
+    with pytest.raises(ConfigError, match="'my-model' is already registered"):
+        register_model("my-model")(MyModel)
+
+
 @torch.no_grad()
 def test_glonet_fc_cut_equals_manual_truncated_sum():
     m = _model("glonet-fc", 6)

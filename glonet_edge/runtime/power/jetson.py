@@ -5,19 +5,26 @@ NVIDIA's tools, the kernel docs and jetson-stats):
 
 - Model: /proc/device-tree/model, a NUL-terminated string ("NVIDIA Jetson Orin Nano
   Developer Kit").
-- Power mode: /var/lib/nvpmodel/status holds the active mode id as "pmode:0002" (written by
-  `nvpmodel` itself); the names come from the conf's `< POWER_MODEL ID=2 NAME=15W >` lines and
-  the boot default from `< PM_CONFIG DEFAULT=2 >`. The conf is looked up in the order
-  NVIDIA's helper script uses: /odm/etc, /vendor/etc, /etc. Mode ids differ per board (Orin
-  Nano Super: 15W=0, 25W=1, MAXN_SUPER=2, 7W=3), so only the name is meaningful; the budget
-  in watts is parsed from it ("15W", "MODE_30W_4CORE"), MAXN means "no cap" (None).
+- Power mode: /var/lib/nvpmodel/status holds the active mode id as "pmode:0002": the user
+  data file `nvpmodel` stores the active mode in and answers `nvpmodel -q` from (its --help:
+  "-u ... user data file when set or query power mode"; "If user data file does not exist
+  ... set default mode instead"). jetson-stats runs `nvpmodel -q` itself. The names come from the
+  conf's `< POWER_MODEL ID=2 NAME=15W >` lines and the boot default from
+  `< PM_CONFIG DEFAULT=2 >`. The conf is looked up in the order NVIDIA's helper script uses:
+  /odm/etc, /vendor/etc, /etc. Mode ids differ per board (Orin Nano Super: 15W=0, 25W=1,
+  MAXN_SUPER=2, 7W=3), so only the name is meaningful; the budget in watts is parsed from it
+  ("15W", "MODE_30W_4CORE"), MAXN means "no cap" (None).
 - Rails, JetPack 5/6 (Orin, Xavier on L4T r34+): the upstream hwmon driver under
-  /sys/bus/i2c/drivers/ina3221/<bus-addr>/hwmon/hwmonN/ with in{1,2,3}_label, in{N}_input
-  (bus voltage, mV) and curr{N}_input (mA) (kernel Documentation/hwmon/ina3221.rst). A label
-  "NC" is an unconnected channel; in7 is the "sum of shunt voltages", not a rail.
-- Rails, JetPack 4 (Nano, TX1/TX2, Xavier on L4T r32): NVIDIA's iio driver under
-  /sys/bus/i2c/drivers/ina3221x/<bus-addr>/iio:deviceN/ with rail_name_N, in_power{N}_input
-  (mW), in_voltage{N}_input (mV), in_current{N}_input (mA).
+  /sys/bus/i2c/drivers/ina3221/<bus-addr>/hwmon/hwmonN/ (kernel Documentation/hwmon/ina3221.rst,
+  drivers/hwmon/ina3221.c): channels 1-3 with in{N}_input (bus voltage, mV), curr{N}_input
+  (mA), in{N}_enable and, when the device tree names it, in{N}_label. A channel the device
+  tree marks disconnected has in{N}_enable 0 and no label; one labelled "NC" is unconnected
+  (NVIDIA's labels; jetson-stats skips them). in4-6 are shunt voltages and in7 the "sum of
+  shunt voltages": not rails.
+- Rails, JetPack 4 (Nano, TX1/TX2, Xavier on L4T r32): NVIDIA's ina3221x iio driver under
+  /sys/bus/i2c/drivers/ina3221x/<bus-addr>/iio:deviceN/ with rail_name_N ("(null)" for a
+  channel the device tree names no rail for), in_power{N}_input (mW), in_voltage{N}_input (mV),
+  in_current{N}_input (mA).
 - Total power: the VDD_IN rail (Orin Nano/NX, Xavier NX, TX2) or POM_5V_IN (Nano), i.e. the
   module input as NVIDIA's docs and jetson-stats define it; boards without one (AGX Orin)
   report the sum of their rails, marked `power_total: "sum of rails"`.
@@ -46,6 +53,7 @@ HWMON_GLOB = "sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*"
 IIO_GLOB = "sys/bus/i2c/drivers/ina3221x/*/iio:device*"
 OC_HWMON_GLOB = "sys/class/hwmon/hwmon*"
 TOTAL_RAILS = ("VDD_IN", "POM_5V_IN")
+UNCONNECTED_LABELS = ("NC", "(null)", "")
 
 # Ids are bounded (\d{1,9}): int() of a 5000-digit garbage string raises ValueError, not a SensorError.
 _MODEL_RE = re.compile(r"^\s*<\s*POWER_MODEL\s+ID=(\d{1,9})\s+NAME=([^\s>]+)\s*>", re.MULTILINE)
@@ -65,6 +73,42 @@ def budget_from_mode_name(name: str) -> float | None:
     """"15W" → 15.0, "MODE_30W_4CORE" → 30.0, "MAXN"/"MAXN_SUPER" → None (uncapped)."""
     match = _BUDGET_RE.search(name)
     return float(match.group(1)) if match else None
+
+
+def hwmon_rails_w(d: Path) -> dict[str, float]:
+    """{label: W} of the measured channels 1-3 of one upstream-driver INA3221 (ina3221.rst).
+
+    A channel the device tree marks disconnected has `inN_enable` 0, no label, and its inputs
+    fail with ENODATA; one labelled "NC" is not connected (NVIDIA's convention, skipped by
+    jetson-stats too). A connected channel the device tree gave no label has no `inN_label`:
+    it is named after its chip and channel. in7 is the sum of shunt voltages, not a rail.
+    """
+    rails: dict[str, float] = {}
+    for n in (1, 2, 3):
+        if not (d / f"in{n}_input").exists() or optional_number(d / f"in{n}_enable") == 0:
+            continue
+        label = read_text(d / f"in{n}_label") if (d / f"in{n}_label").exists() else None
+        if label in UNCONNECTED_LABELS:
+            continue
+        volts_mv, amps_ma = read_number(d / f"in{n}_input"), read_number(d / f"curr{n}_input")
+        rails[label or f"{d.parent.parent.name} channel {n}"] = volts_mv * amps_ma / 1e6  # mV x mA = µW
+    return rails
+
+
+def iio_rails_w(d: Path) -> dict[str, float]:
+    """{rail_name: W} of one NVIDIA ina3221x iio device (JetPack 4). The driver prints a channel
+    the device tree names no rail for as "(null)": that channel is not connected."""
+    rails: dict[str, float] = {}
+    for label_file in sorted(d.glob("rail_name_[0-2]")):
+        label = read_text(label_file)
+        if label in UNCONNECTED_LABELS:
+            continue
+        n = label_file.name.rsplit("_", 1)[1]
+        power_mw = optional_number(d / f"in_power{n}_input")
+        if power_mw is None:
+            power_mw = read_number(d / f"in_voltage{n}_input") * read_number(d / f"in_current{n}_input") / 1e3
+        rails[label] = power_mw / 1e3
+    return rails
 
 
 class JetsonSource(PowerSource):
@@ -152,22 +196,9 @@ class JetsonSource(PowerSource):
         """{rail label: watts} from every INA3221 found, hwmon and legacy iio layouts alike."""
         rails: dict[str, float] = {}
         for d in self.glob(HWMON_GLOB):
-            for label_file in sorted(d.glob("in[1-3]_label")):
-                label = read_text(label_file)
-                if label == "NC":
-                    continue
-                n = label_file.name[2]
-                volts_mv = read_number(d / f"in{n}_input")
-                amps_ma = read_number(d / f"curr{n}_input")
-                rails[label] = volts_mv * amps_ma / 1e6
+            rails.update(hwmon_rails_w(d))
         for d in self.glob(IIO_GLOB):
-            for label_file in sorted(d.glob("rail_name_[0-9]")):
-                label = read_text(label_file)
-                n = label_file.name.rsplit("_", 1)[1]
-                power_mw = optional_number(d / f"in_power{n}_input")
-                if power_mw is None:
-                    power_mw = read_number(d / f"in_voltage{n}_input") * read_number(d / f"in_current{n}_input") / 1e3
-                rails[label] = power_mw / 1e3
+            rails.update(iio_rails_w(d))
         return rails
 
     @staticmethod

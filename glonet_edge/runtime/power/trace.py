@@ -1,4 +1,4 @@
-"""Power traces (contract, DESIGN.md "Runtime"): load, check, and replay them.
+"""Power traces (contract: docs/architecture.md, "Power sources"): load, check, and replay them.
 
 Format: CSV, one row per line, a header row first. `t_s` (seconds, strictly increasing) is
 required; optional columns are `on_battery` (0/1), `battery_pct`, `power_w`,

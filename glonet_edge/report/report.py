@@ -23,10 +23,10 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__
-from .errors import ArtifactError, ConfigError, GlonetError
-from .fileio import atomic_write_text, read_json, sha256_file
-from .manifest import MANIFEST_NAME, BundleManifest
+from .. import __version__
+from ..errors import ArtifactError, ConfigError, GlonetError
+from ..fileio import atomic_write_text, read_json, sha256_file
+from ..manifest import MANIFEST_NAME, BundleManifest
 
 EXPORT_REPORT = "export.json"  # written by export_bundle next to the manifest
 
@@ -106,7 +106,7 @@ def gather(source: str | Path, run_dir: str | Path | None = None, simulate: str 
     sim_path = _simulate_path(source, simulate) if (manifest is not None or simulate is not None) else None
     if sim_path is not None:
         info["simulate"] = {"path": str(sim_path), "result": read_json(sim_path, "simulate result")}
-    from .bench.summary import environment
+    from .environment import environment
 
     info["environment"] = environment()
     return info
@@ -180,7 +180,7 @@ def _kv(pairs: Sequence[tuple[str, Any]]) -> str:
 
 
 def _img(png: bytes, alt: str) -> str:
-    from .bench.plots import data_uri
+    from .plots import data_uri
 
     return f'<img alt="{html.escape(alt)}" src="{data_uri(png)}">'
 
@@ -207,7 +207,7 @@ def _depth_rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _tradeoff_plot(manifest: dict[str, Any]) -> bytes:
-    from .bench.plots import finish, integer_x, new_figure
+    from .plots import finish, integer_x, new_figure
 
     metric, depths = manifest["metric_name"], manifest["depths"]
     latency_keys = sorted({k for e in depths for k in e.get("latency_ms", {})})
@@ -337,7 +337,7 @@ def _section_explain(info: dict[str, Any]) -> str:
 
 
 def _training_plot(metrics: dict[str, Any]) -> bytes:
-    from .bench.plots import finish, integer_x, new_figure
+    from .plots import finish, integer_x, new_figure
 
     fig, (ax_cut, ax_curve) = new_figure(2, width=5.2, height=3.6)
     scores = sorted((int(k), v) for k, v in metrics["score_by_depth"].items())

@@ -32,9 +32,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .errors import ConfigError
-from .train.checkpoint import Checkpoint, load_checkpoint
-from .train.models.base import DepthModel
+from ..errors import ConfigError
+from ..train.checkpoint import Checkpoint, load_checkpoint
+from ..train.models.base import DepthModel
 
 SUPPORTED = ("glonet-fc", "glonet-cnn", "glonet-vit")
 Readout = tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]
@@ -185,7 +185,7 @@ def explain_run(run: str | Path, dataset: str | None = None, samples: int = 512)
 def plot(result: dict[str, Any], path: str | Path | None = None) -> bytes:
     """Left: ||h_i|| and ||c_i|| per block (log). Right: share per block, cumulative share and
     the held-out score when cut after block k."""
-    from .bench.plots import finish, integer_x, new_figure, plain_log
+    from .plots import finish, integer_x, new_figure, plain_log
 
     blocks = result["blocks"]
     idx = [b["block"] for b in blocks]
