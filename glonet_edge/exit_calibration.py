@@ -114,17 +114,18 @@ def _measured_stride(manifest: BundleManifest, sessions: list[Any], x_one: np.nd
     feeds = {manifest.input_name: x_one}
     segment_ms = []
     for i, sess in enumerate(sessions):
-        segment_ms.append(_median_ms(lambda: sess.run(None, feeds)))
+        segment_ms.append(median_ms(lambda: sess.run(None, feeds)))
         *state, y = sess.run(None, feeds)
         if i + 1 < len(sessions):
             feeds = dict(zip(manifest.segments[i + 1].inputs, state))
-    check_ms = _median_ms(lambda: exit_rows(rule, 0.5, y, y).any())
+    check_ms = median_ms(lambda: exit_rows(rule, 0.5, y, y).any())
     return choose_stride(segment_ms, check_ms)
 
 
-def _median_ms(fn: Any) -> float:
+def median_ms(fn: Any, repeats: int = TIMING_REPEATS) -> float:
+    """Median wall time of `fn()` over `repeats` calls, in ms."""
     times = []
-    for _ in range(TIMING_REPEATS):
+    for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)

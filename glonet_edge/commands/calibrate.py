@@ -12,12 +12,14 @@ from ._output import add_json_flag, emit
 
 
 def _fractions(text: str) -> list[float]:
+    """argparse type for --max-drops: a comma list of fractions such as 0.005,0.01."""
     try:
         values = sorted({float(v) for v in text.split(",") if v.strip()})
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a comma list of fractions such as 0.005,0.01, got {text!r}") from exc
+    except ValueError:
+        values = []
     if not values:
-        raise argparse.ArgumentTypeError("expected at least one fraction, such as 0.01 (1 point)")
+        raise argparse.ArgumentTypeError(f"expected a comma list of fractions such as 0.005,0.01 (0.01 = 1 point), "
+                                         f"got {text!r}")
     return values
 
 
