@@ -26,7 +26,7 @@ EXTRA_OF_MODULE = {
 TRAINING_COMMANDS = ("train", "export", "quantize", "explain", "pipeline", "demo", "bench")
 TRAINING_PYTHON = (3, 10)
 
-COMMANDS = ("train", "export", "quantize", "compile", "profile", "run", "simulate", "bench",
+COMMANDS = ("train", "export", "quantize", "calibrate", "compile", "profile", "run", "simulate", "bench",
             "inspect", "doctor", "explain", "report", "pipeline", "demo")
 
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import ArtifactError, ConfigError
 from .fileio import atomic_write_json, confined_path, read_json, sha256_file
+
+if TYPE_CHECKING:
+    from .exits import ExitCalibration
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -199,11 +202,15 @@ class SegmentEntry(_ArtifactHolder):
     inputs: list[str]
     outputs: list[str]
     artifacts: list[Artifact] = field(default_factory=list)
+    macs: int | None = None  # per sample: this segment's blocks and its head (and the stem for the first)
 
     def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, "start_depth": self.start_depth, "end_depth": self.end_depth,
-                "inputs": list(self.inputs), "outputs": list(self.outputs),
-                "artifacts": [a.to_json() for a in self.artifacts]}
+        d = {"index": self.index, "start_depth": self.start_depth, "end_depth": self.end_depth,
+             "inputs": list(self.inputs), "outputs": list(self.outputs),
+             "artifacts": [a.to_json() for a in self.artifacts]}
+        if self.macs is not None:
+            d["macs"] = self.macs
+        return d
 
     @classmethod
     def from_json(cls, d: Any) -> "SegmentEntry":
@@ -214,8 +221,10 @@ class SegmentEntry(_ArtifactHolder):
         for key in ("inputs", "outputs"):
             _expect(isinstance(d.get(key), list) and all(isinstance(n, str) for n in d[key]) and d[key],
                     f"segment '{key}' must be a non-empty list of tensor names")
+        macs = d.get("macs")
+        _expect(macs is None or (_is_int(macs) and macs >= 0), "segment 'macs' must be a non-negative int")
         return cls(d["index"], d["start_depth"], d["end_depth"], list(d["inputs"]), list(d["outputs"]),
-                   _artifacts_from_json(d.get("artifacts", []), "segment"))
+                   _artifacts_from_json(d.get("artifacts", []), "segment"), macs)
 
 
 @dataclass
@@ -231,6 +240,7 @@ class BundleManifest:
     output_name: str = "y"
     opset: int = 17
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-target build info
+    exits: dict[str, ExitCalibration] = field(default_factory=dict)  # {precision: early-exit thresholds}
     schema_version: int = SCHEMA_VERSION
     producer: str = f"glonet-edge {__version__}"
 
@@ -262,6 +272,7 @@ class BundleManifest:
             "depths": [e.to_json() for e in sorted(self.depths, key=lambda e: e.depth)],
             "segments": [s.to_json() for s in self.segments],
             "targets": self.targets,
+            **({"exits": {p: e.to_json() for p, e in self.exits.items()}} if self.exits else {}),
         }
 
     @classmethod
@@ -309,7 +320,8 @@ class BundleManifest:
         return cls(model=dict(model), source_checkpoint_sha256=sha, input_shape=list(inp["shape"]),
                    task=out["task"], metric_name=d["metric_name"], depths=entries, segments=segs,
                    input_name=inp.get("name", "x"), output_name=out.get("name", "y"), opset=opset,
-                   targets=dict(targets), schema_version=version, producer=str(d.get("producer", "")))
+                   targets=dict(targets), exits=_exits_from_json(d.get("exits", {}), segs),
+                   schema_version=version, producer=str(d.get("producer", "")))
 
     # ---- files -----------------------------------------------------------------------------
     def save(self, bundle_dir: str | Path) -> Path:
@@ -333,3 +345,18 @@ class BundleManifest:
         """Check every artifact exists inside the bundle with the recorded size and sha256."""
         for a in self.all_artifacts():
             a.resolve(bundle_dir, verify=True)
+
+
+def _exits_from_json(d: Any, segments: list[SegmentEntry]) -> dict[str, ExitCalibration]:
+    """Early-exit thresholds per precision; their checks and caps must be segment ends."""
+    from .exits import ExitCalibration  # exits.py imports this module's validators
+
+    _expect(isinstance(d, dict), "'exits' must map precision to thresholds")
+    ends = {s.end_depth for s in segments}
+    out = {}
+    for precision, record in d.items():
+        calibration = ExitCalibration.from_json(record, f"exits[{str(precision)[:20]!r}]")
+        depths = set(calibration.checks) | {p.max_depth for p in calibration.points}
+        _expect(depths <= ends, f"exits[{precision!r}] names depths {sorted(depths - ends)} that end no segment")
+        out[precision] = calibration
+    return out

@@ -80,13 +80,13 @@ def test_bundle_report_has_every_section(profiled_bundle, run_and_bundle, tmp_pa
     assert main(["report", str(profiled_bundle), "--out", str(out)]) == 0
     page = out.read_text(encoding="utf-8")
     assert_self_contained(page)
-    for section in ("tradeoff", "family", "quantization", "explain", "training", "environment"):
+    for section in ("tradeoff", "family", "quantization", "adaptive", "explain", "training", "environment"):
         assert f'id="{section}"' in page
     assert "onnxruntime/int8" in page and "mJ onnxruntime/fp32" in page
     assert "int8 accuracy 0.1 below fp32 (max drop 0.005)" in page and 'class="rejected"' in page
     assert "Segment chain" in page and "shared weights file" in page
     assert str(run_and_bundle[0]) in page  # the source checkpoint was found through export.json
-    assert len(_images(page)) == 3  # trade-off, explain, training
+    assert len(_images(page)) == 4  # trade-off, exit depths and accuracy vs cost, explain, training
 
 
 def test_run_report_and_missing_source_run(run_and_bundle, tmp_path):

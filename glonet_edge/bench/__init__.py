@@ -38,6 +38,7 @@ SUITES: dict[str, str] = {
     "latency": ".latency",
     "power": ".power",
     "torch-latency": ".torch_latency",
+    "adaptive": ".adaptive",
 }
 
 

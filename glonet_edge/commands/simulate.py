@@ -1,7 +1,8 @@
 """`glonet simulate BUNDLE --trace TRACE --out DIR`: compare depth policies over a power trace.
 
 Writes DIR/simulate.json (contract: {"policies": {name: {"inferences", "mean_score",
-"energy_j", "depth_switches", ...}}} for power-aware, full-depth and min-depth) and
+"energy_j", "depth_switches", ...}}} for power-aware, full-depth and min-depth, plus adaptive
+when the bundle has exit thresholds for the precision) and
 DIR/simulate.png (depth and battery over time; skipped with a note without matplotlib).
 The cost and battery model is documented in glonet_edge/runtime/simulate.py.
 """
@@ -24,7 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "simulate", help="replay a power trace and compare depth policies (battery life vs score)",
         description="Replay a power trace against the bundle's depth family with the measured (or, where "
                     "the manifest has none, estimated) per-depth latency and energy, for the policies "
-                    "power-aware, full-depth and min-depth. Results go to DIR/simulate.json and "
+                    "power-aware, full-depth and min-depth, and adaptive (power-aware with certified early exit) "
+                    "when the bundle has exit thresholds for the precision. Results go to DIR/simulate.json and "
                     "DIR/simulate.png.")
     p.add_argument("bundle", metavar="BUNDLE", help="bundle directory (only its manifest.json is read)")
     p.add_argument("--trace", required=True, metavar="TRACE", help=f"power trace CSV, or a shipped trace name: {SHIPPED}")
@@ -63,13 +65,19 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {note}")
         cmp = result["comparison"]
         if cmp:
-            ratio = cmp.get("per_charge_ratio_vs_full_depth", cmp["inferences_ratio_vs_full_depth"])
-            print(f"power-aware vs full-depth: {ratio:.2f}x the inferences"
-                  f"{' per charge' if 'per_charge_ratio_vs_full_depth' in cmp else ''}, "
-                  f"{cmp['mean_score_delta_pts_vs_full_depth']:+.2f} pt mean score")
+            print(_ratio_line("power-aware vs full-depth", cmp, "full_depth"))
+        if "adaptive" in cmp:
+            print(_ratio_line("adaptive vs power-aware", cmp["adaptive"], "power_aware"))
     emit(args, result, rows, title=f"{result['metric']} vs energy on {result['trace']['name']} ({result['load']}, "
                                    f"costs {result['cost_source']})")
     print_where = not args.json
     if print_where:
         print(f"results written to {Path(args.out) / 'simulate.json'}")
     return 0
+
+
+def _ratio_line(label: str, cmp: dict, name: str) -> str:
+    per_charge = f"per_charge_ratio_vs_{name}"
+    ratio = cmp.get(per_charge, cmp[f"inferences_ratio_vs_{name}"])
+    return (f"{label}: {ratio:.2f}x the inferences{' per charge' if per_charge in cmp else ''}, "
+            f"{cmp[f'mean_score_delta_pts_vs_{name}']:+.2f} pt mean score")

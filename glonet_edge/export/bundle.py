@@ -30,10 +30,11 @@ import torch
 from .. import __version__
 from ..data import score
 from ..errors import ConfigError
+from ..exit_calibration import calibrate_bundle
 from ..fileio import atomic_write_json, staged_directory
 from ..manifest import MANIFEST_NAME, Artifact, BundleManifest, DepthEntry, SegmentEntry
 from ..progress import progress_bar
-from ..train.models.base import DepthModel, params_and_macs
+from ..train.models.base import DepthModel, params_and_macs, segment_macs
 from . import onnx_export
 from .select import DEFAULT_STEP, resolve_depths
 from .source import ExportSource, from_model, from_run
@@ -94,7 +95,7 @@ def export_bundle(source: str | Path | DepthModel, out_dir: str | Path, depths: 
         storage = measure_storage(graphs, [p for _, p in chain])
         companions = ([_share_family_weights(graphs, opset, src.task, src.x_val, src.y_val, reference)]
                       if shared_weights else [])
-        manifest = _write_manifest(stage, src, opset, cost, check, graphs, chain, companions)
+        manifest, manifest_exits = _write_manifest(stage, src, opset, cost, check, graphs, chain, companions)
         metric_name = manifest.metric_name
         rows = [{"depth": d, "params": cost[d][0], "macs": cost[d][1], metric_name: check.scores[d],
                  f"checkpoint_{metric_name}": train_scores.get(d), "max_abs_err": check.graph_err[d],
@@ -107,7 +108,7 @@ def export_bundle(source: str | Path | DepthModel, out_dir: str | Path, depths: 
             "versions": _versions(),
             "validation": {"dataset": src.report["dataset"], "samples": check.samples, "metric": metric_name,
                            "segment_max_abs_err": check.segment_err, "tolerance": check.tolerance},
-            "rows": rows, "storage": storage,
+            "rows": rows, "storage": storage, "exits": manifest_exits,
             "seconds": {"export": round(t_export, 3), "total": round(time.perf_counter() - started, 3)},
         })
     return manifest
@@ -134,7 +135,9 @@ def _open_source(source: str | Path | DepthModel, out_dir: Path, dataset: str | 
 
 def _write_manifest(stage: Path, src: ExportSource, opset: int, cost: dict[int, tuple[int, int]], check: FamilyCheck,
                     graphs: dict[int, Path], chain: list[tuple[SegmentEntry, Path]],
-                    companions: list[Path]) -> BundleManifest:
+                    companions: list[Path]) -> tuple[BundleManifest, dict[str, Any]]:
+    """The manifest of the staged bundle, with fp32 exit thresholds calibrated on the held-out
+    split (docs/adaptive.md); returns it and the exit calibration's report."""
     metric = "accuracy" if src.task == "classification" else "r2"
     manifest = BundleManifest(
         model=src.description, source_checkpoint_sha256=src.sha256, input_shape=list(src.x_val.shape[1:]),
@@ -144,9 +147,10 @@ def _write_manifest(stage: Path, src: ExportSource, opset: int, cost: dict[int, 
         segments=[entry for entry, _ in chain])
     for entry, path in chain:
         entry.set_artifact(Artifact.from_file(stage, path, "onnx", "fp32"))
+    exits = calibrate_bundle(stage, manifest, "fp32", src.x_val, src.y_val)
     manifest.save(stage)
     BundleManifest.load(stage).verify(stage)  # what a reader will see: parses, every sha256 holds
-    return manifest
+    return manifest, exits
 
 
 def _export_family(model: DepthModel, chosen: list[int], cuts: list[int], example: torch.Tensor, stage: Path,
@@ -164,7 +168,7 @@ def _export_family(model: DepthModel, chosen: list[int], cuts: list[int], exampl
         for j, end in enumerate(cuts):
             path = segment_path(stage, j)
             inputs, outputs = onnx_export.export_segment(model, start, end, example, path, opset)
-            chain.append((SegmentEntry(j, start, end, inputs, outputs), path))
+            chain.append((SegmentEntry(j, start, end, inputs, outputs, macs=segment_macs(model, start, end)), path))
             start = end
             if bar is not None:
                 bar.update(1)

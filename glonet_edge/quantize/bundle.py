@@ -14,6 +14,7 @@ import numpy as np
 from ..compare import cpu_session, session_runner
 from ..data import score
 from ..errors import ArtifactError, ConfigError, require
+from ..exit_calibration import calibrate_bundle
 from ..fileio import atomic_write_json, staged_directory
 from ..manifest import Artifact, BundleManifest, DepthEntry, SegmentEntry
 from ..progress import progress_bar
@@ -55,6 +56,7 @@ def quantize_bundle(bundle_dir: str | Path, settings: QuantizeSettings | None = 
         if bar is not None:
             bar.close()
         result = job.summary(bundle_dir, rows, segment_rows, ranges, time.perf_counter() - started)
+        result["exits"] = calibrate_bundle(stage, manifest, "int8", data.x_val, data.y_val)
         manifest.save(stage)
         atomic_write_json(stage / "quantize.json", result)
     return result

@@ -4,6 +4,7 @@ Sections (each only when its data exists):
 - the accuracy / latency / energy trade-off per depth (manifest metrics, latency_ms, energy_mj);
 - the chosen family: depths, params, MACs, artifacts and bytes, segment chain, disk layouts;
 - quantization: int8 / fp16 scores against fp32 per depth, rejected precisions and why;
+- adaptive serving: exit-depth distribution and accuracy vs mean cost, per precision;
 - block contributions (`glonet explain`) and training (score at every cut, learning curve),
   when a checkpoint is given or the bundle's source checkpoint is reachable (export.json
   names it and its weights match the manifest's sha256);
@@ -412,6 +413,10 @@ def render(info: dict[str, Any]) -> str:
         sections += [("tradeoff", "Accuracy, latency and energy per depth", _section_tradeoff(info)),
                      ("family", "The exported family", _section_family(info)),
                      ("quantization", "Quantization", _section_quantization(info))]
+        if manifest.get("exits"):
+            from .adaptive import section
+
+            sections.append(("adaptive", "Adaptive serving (early exit)", section(info)))
     if info.get("simulate"):
         sections.append(("power", "Power policies (simulated)", _section_simulate(info)))
     if info.get("explain"):

@@ -330,6 +330,18 @@ def _drop_for(tier: str, config: PolicyConfig) -> float:
     return {"ac": config.ac_max_drop, "battery": config.max_drop}.get(tier, config.low_battery_max_drop)
 
 
+def exit_budget(table: Sequence[FamilyRow], config: PolicyConfig, tier: str, depth: int) -> float:
+    """The drop early exit may still take below `depth` in this tier: the tier's allowed drop
+    minus what `depth` already gives up against the best score, and never below the floor."""
+    row = next((r for r in table if r.depth == depth), None)
+    if row is None:
+        return 0.0
+    budget = _drop_for(tier, config) - (max(r.score for r in table) - row.score)
+    if config.accuracy_floor is not None:
+        budget = min(budget, row.score - config.accuracy_floor)
+    return max(0.0, budget)
+
+
 def _fits(row: FamilyRow, config: PolicyConfig) -> bool:
     if config.latency_budget_ms is not None and row.latency_ms is not None and row.latency_ms > config.latency_budget_ms:
         return False

@@ -5,6 +5,9 @@
     rt.set_depth(8)                          # pin; rt.set_depth(None) hands it back to the policy
     pred = rt.infer_anytime(x, deadline_ms=5.0)
 
+    rt = Runtime.open("BUNDLE", adaptive=True)  # each row stops when it is sure (exits.py)
+    pred = rt.infer(x)                       # pred.depths: the depth each row stopped at
+
 Imports numpy, the standard library and one engine library (through targets/): never torch,
 onnx or nncf. The hot path is a dict lookup and one engine call; the power source is read by
 at most one thread at a time, at most every `poll_interval_s`, so sensors never sit on the
@@ -23,9 +26,12 @@ from typing import Any, Mapping, NamedTuple
 import numpy as np
 
 from ..errors import ArtifactError, ConfigError
+from ..exits import ExitCalibration
 from ..manifest import BundleManifest
 from ..targets import CompiledModel, get_target, load_artifact
-from .policy import COST_MODELS, DEFAULT_COST_MODEL, Decision, DepthPolicy, PolicyConfig, estimate_costs, family_table
+from .adaptive import ChainResult, SegmentChain
+from .policy import (COST_MODELS, DEFAULT_COST_MODEL, Decision, DepthPolicy, PolicyConfig, estimate_costs, exit_budget,
+                     family_table)
 from .power import PowerSource, PowerState, open_power_source
 
 logger = logging.getLogger("glonet_edge.runtime")
@@ -40,24 +46,33 @@ class Prediction(NamedTuple):
     latency_ms: float  # wall time of this call, validation included
     reason: str  # why this depth: the policy's reason, "pinned", or the anytime outcome
     deadline_met: bool | None = None  # infer_anytime only
-    segments_run: int | None = None  # infer_anytime only
+    segments_run: int | None = None  # infer_anytime, and adaptive calls that ran the chain
+    depths: np.ndarray | None = None  # adaptive only: the depth each row stopped at (`depth` is the deepest)
 
 
 class Runtime:
     """A loaded depth family. Thread-safe: `infer` may be called from many threads while the
-    policy (or `set_depth`) switches depth; each call reads the depth once and reports it."""
+    policy (or `set_depth`) switches depth; each call reads the depth once and reports it.
+
+    Adaptive (`exits` given): the policy's depth is the cap and its tier the allowed drop;
+    each row runs the segment chain until its exit rule fires at a check, with thresholds
+    certified for that cap and drop (glonet_edge/exits.py). Where none is certified the
+    rows all run to the cap, as without adaptive."""
 
     def __init__(self, bundle: Path, manifest: BundleManifest, target: str, precision: str,
                  models: dict[int, CompiledModel], segments: list[tuple[int, CompiledModel]],
                  segment_precision: str | None, policy: DepthPolicy, power: PowerSource | None,
-                 poll_interval_s: float) -> None:
+                 poll_interval_s: float, exits: ExitCalibration | None = None) -> None:
         self.bundle = bundle
         self.manifest = manifest
         self.target = target
         self.precision = precision
         self._models = models
-        self._segments = segments  # [(end_depth, model)] in chain order
+        self._chain = SegmentChain(segments, [self._next_inputs(manifest, i) for i in range(len(segments))],
+                                   manifest.input_name) if segments else None
         self.segment_precision = segment_precision
+        self.exits = exits
+        self._exit_rules: dict[tuple, tuple | None] = {}  # (depth, tier, config) -> certified rule
         self.policy = policy
         self.power = power
         self.poll_interval_s = poll_interval_s
@@ -68,8 +83,6 @@ class Runtime:
         self._decision: Decision = policy.update(self._read_power())
         self._last_poll = time.perf_counter()  # perf_counter is monotonic too, and infer reads it anyway
         self._poll_lock = threading.Lock()
-        # Per-segment latency estimates (ms), refined as calls run (the warm-up seeds them).
-        self._segment_ms = [0.0] * len(segments)
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
@@ -77,12 +90,14 @@ class Runtime:
              power: str | PowerSource | None = "auto", policy: PolicyConfig | str | Path | Mapping | None = None,
              device: str | None = None, verify: bool = True, warmup: bool = True, anytime: bool = True,
              poll_interval_s: float = 1.0, power_root: str | Path = "/", cost_model: str = DEFAULT_COST_MODEL,
-             **target_options: Any) -> "Runtime":
+             adaptive: bool = False, **target_options: Any) -> "Runtime":
         """Load every servable depth of `bundle` for target/precision (sha256-checked).
 
         power: "auto" | "none" | a spec for open_power_source ("jetson", "battery", "file:PATH",
         "trace:CSV", ...) | a PowerSource. policy: PolicyConfig, a TOML/JSON path, a dict, or None
         for the defaults. Depths whose precision is rejected in the manifest are not served.
+        adaptive: `infer` and `infer_anytime` stop each row when it is sure (the segment chain and
+        the bundle's exit thresholds for `precision` are loaded).
         """
         bundle = Path(bundle)
         manifest = BundleManifest.load(bundle)
@@ -105,7 +120,7 @@ class Runtime:
                    else f"run `glonet compile {bundle} --target {target} --precision {precision}`"))
 
         segments, segment_precision = [], None
-        if anytime and manifest.segments:
+        if (anytime or adaptive) and manifest.segments:
             for prec in dict.fromkeys((precision, "fp32")):  # fall back to fp32 segments
                 arts = [s.artifact(engine.artifact_format, prec) for s in manifest.segments]
                 if all(a is not None for a in arts):
@@ -127,8 +142,9 @@ class Runtime:
         source = None
         if power is not None and power != "none":
             source = power if isinstance(power, PowerSource) else open_power_source(power, root=power_root)
+        exits = _exit_thresholds(bundle, manifest, precision, segment_precision) if adaptive else None
         rt = cls(bundle, manifest, target, precision, models, segments, segment_precision, depth_policy, source,
-                 poll_interval_s)
+                 poll_interval_s, exits)
         if warmup:
             rt._warmup()
         return rt
@@ -138,8 +154,8 @@ class Runtime:
         x = np.zeros((1, *self._input_shape), dtype=np.float32)
         for model in self._models.values():
             model.run({self._input_name: x})
-        if self._segments:
-            self._run_chain(x, deadline_ms=None, max_depth=None)
+        if self._chain is not None:
+            self._chain.run(x)
 
     # ---- depth selection -----------------------------------------------------------------------
     @property
@@ -227,17 +243,20 @@ class Runtime:
         return x
 
     def infer(self, x: Any) -> Prediction:
-        """Run the depth chosen by the policy (or pinned) on a batch."""
+        """Run the depth chosen by the policy (or pinned) on a batch; adaptive: up to that depth."""
         start = time.perf_counter()
         x = self.check_input(x)
         pinned = self._pinned  # read once: another thread may unpin between two reads
+        decision = self._decision
         if pinned is None:
             if start - self._last_poll >= self.poll_interval_s:
                 self._maybe_poll(start)
-            decision = self._decision  # one read: depth and reason from the same decision
+                decision = self._decision  # one read: depth and reason from the same decision
             depth, reason = decision.depth, decision.reason
         else:
             depth, reason = pinned, "pinned with set_depth"
+        if self.exits is not None:
+            return self._infer_adaptive(x, depth, decision.tier, reason, start)
         (y,) = self._models[depth].run_validated({self._input_name: x})
         return Prediction(y, depth, (time.perf_counter() - start) * 1e3, reason)
 
@@ -246,8 +265,9 @@ class Runtime:
 
         Returns the prediction of the deepest finished segment, never a partial one: the first
         segment always runs, so a deadline shorter than it still gets its (valid) answer with
-        deadline_met=False. max_depth defaults to the current policy/pinned depth."""
-        if not self._segments:
+        deadline_met=False. max_depth defaults to the current policy/pinned depth. Adaptive:
+        each row also stops at its certified exit."""
+        if self._chain is None:
             raise ConfigError(f"bundle {self.bundle} has no segment chain for {self.target}; "
                               "re-export without --no-segments (and compile the segments)")
         if isinstance(deadline_ms, bool) or not (isinstance(deadline_ms, (int, float)) and deadline_ms > 0):
@@ -258,38 +278,49 @@ class Runtime:
         x = self.check_input(x)
         if self._pinned is None:
             self._maybe_poll()
-        return self._run_chain(x, deadline_ms, self.depth if max_depth is None else max_depth, start)
+        cap = self.depth if max_depth is None else max_depth
+        rule, why = self._exit_rule(cap, self._decision.tier) if self.exits is not None else (None, "")
+        result = self._chain.run(x, cap, deadline_ms, rule, start)
+        met = result.elapsed_ms <= deadline_ms
+        reason = (f"anytime: {result.segments_run} of {len(self._chain.segments)} segments in "
+                  f"{result.elapsed_ms:.3f} ms (deadline {deadline_ms} ms "
+                  f"{'met' if met else 'missed: a segment ran slower than its estimate'})")
+        return self._chain_prediction(result, reason + (f"; {why}" if why else ""), met)
 
-    def _run_chain(self, x: np.ndarray, deadline_ms: float | None, max_depth: int | None,
-                   start: float | None = None) -> Prediction:
-        start = time.perf_counter() if start is None else start
-        feeds: dict[str, np.ndarray] = {self._input_name: x}
-        y, depth, ran, met = None, 0, 0, True
-        for i, (end_depth, model) in enumerate(self._segments):
-            if y is not None:
-                if max_depth is not None and end_depth > max_depth:
-                    break
-                elapsed = (time.perf_counter() - start) * 1e3
-                if deadline_ms is not None and elapsed + self._segment_ms[i] > deadline_ms:
-                    break
-            t0 = time.perf_counter()
-            outs = model.run_validated(feeds)
-            took = (time.perf_counter() - t0) * 1e3
-            # Exponential moving average: adapts to load without one slow call dominating.
-            self._segment_ms[i] = took if self._segment_ms[i] == 0 else 0.8 * self._segment_ms[i] + 0.2 * took
-            *state, y = outs
-            feeds = dict(zip(self._next_inputs(i), state))
-            depth, ran = end_depth, ran + 1
-        latency = (time.perf_counter() - start) * 1e3
-        if deadline_ms is not None:
-            met = latency <= deadline_ms
-        reason = (f"anytime: {ran} of {len(self._segments)} segments in {latency:.3f} ms"
-                  + (f" (deadline {deadline_ms} ms {'met' if met else 'missed: a segment ran slower than its estimate'})"
-                     if deadline_ms is not None else ""))
-        return Prediction(y, depth, latency, reason, met if deadline_ms is not None else None, ran)
+    def _infer_adaptive(self, x: np.ndarray, cap: int, tier: str, reason: str, start: float) -> Prediction:
+        rule, why = self._exit_rule(cap, tier)
+        if rule is None:  # nothing certified: the depth-`cap` graph is the cheapest way to the same answer
+            (y,) = self._models[cap].run_validated({self._input_name: x})
+            return Prediction(y, cap, (time.perf_counter() - start) * 1e3, f"{reason}; {why}",
+                              depths=np.full(len(x), cap))
+        return self._chain_prediction(self._chain.run(x, cap, None, rule, start), f"{reason}; {why}", None)
 
-    def _next_inputs(self, i: int) -> list[str]:
-        return self.manifest.segments[i + 1].inputs if i + 1 < len(self.manifest.segments) else []
+    def _exit_rule(self, cap: int, tier: str) -> tuple[tuple | None, str]:
+        """(rule for SegmentChain.run or None, why) for this cap and tier; cached per policy config."""
+        config = self.policy.config
+        key = (cap, tier, config)
+        found = self._exit_rules.get(key)
+        if found is None:
+            budget = exit_budget(self.policy.table, config, tier, cap)
+            point = self.exits.point_for(cap, budget)
+            if point is None:
+                found = (None, f"adaptive: no exit certified within {budget * 100:.2f} pt of depth {cap}, "
+                               "every row runs to it")
+            else:
+                found = ((self.exits.rule, point.threshold, frozenset(self.exits.checks)),
+                         f"adaptive: exits certified for a {point.max_drop * 100:g} pt drop from depth {cap} "
+                         f"at {self.exits.confidence:.0%} confidence")
+            self._exit_rules[key] = found
+        return found
+
+    def _chain_prediction(self, result: ChainResult, reason: str, met: bool | None) -> Prediction:
+        depths = result.depths if self.exits is not None else None
+        return Prediction(result.outputs, int(result.depths.max()), result.elapsed_ms, reason, met,
+                          result.segments_run, depths)
+
+    @staticmethod
+    def _next_inputs(manifest: BundleManifest, i: int) -> list[str]:
+        return manifest.segments[i + 1].inputs if i + 1 < len(manifest.segments) else []
 
     # ---- introspection -------------------------------------------------------------------------
     def resources(self) -> dict[str, Any]:
@@ -297,16 +328,16 @@ class Runtime:
         fmt = get_target(self.target).artifact_format
         arts = [e.artifact(fmt, self.precision) for e in self.manifest.depths if e.depth in self._models]
         seg_arts = ([s.artifact(fmt, self.segment_precision or "fp32") for s in self.manifest.segments]
-                    if self._segments else [])
+                    if self._chain is not None else [])
         size = lambda a: a.bytes + sum(c["bytes"] for c in a.companions)  # noqa: E731
         return {"target": self.target, "precision": self.precision, "depths_loaded": len(self._models),
-                "segments_loaded": len(self._segments),
+                "segments_loaded": len(self._chain.segments) if self._chain is not None else 0,
                 "artifact_bytes": sum(size(a) for a in arts if a is not None),
                 "segment_bytes": sum(size(a) for a in seg_arts if a is not None),
                 "rss_bytes": _rss_bytes()}
 
     def close(self) -> None:
-        for model in list(self._models.values()) + [m for _, m in self._segments]:
+        for model in list(self._models.values()) + [m for _, m in (self._chain.segments if self._chain else [])]:
             model.close()
         if self.power is not None and hasattr(self.power, "close"):
             self.power.close()
@@ -319,7 +350,25 @@ class Runtime:
 
     def __repr__(self) -> str:
         return (f"<Runtime {self.bundle} {self.target}/{self.precision} depths={self.depths} "
-                f"depth={self.depth} segments={len(self._segments)}>")
+                f"depth={self.depth} segments={len(self._chain.segments) if self._chain else 0}"
+                f"{' adaptive' if self.exits is not None else ''}>")
+
+
+def _exit_thresholds(bundle: Path, manifest: BundleManifest, precision: str,
+                     segment_precision: str | None) -> ExitCalibration:
+    """The certified thresholds adaptive serving needs, or a refusal that says how to get them."""
+    fix = f"re-run the calibration: `glonet calibrate {bundle} --precision {precision}`"
+    if segment_precision is None:
+        raise ArtifactError(f"adaptive serving runs the segment chain and bundle {bundle} has none for this target; "
+                            "re-export without --no-segments (and compile the segments)")
+    record = manifest.exits.get(precision)
+    if record is None:
+        raise ArtifactError(f"bundle {bundle} has no {precision} exit thresholds, so it cannot serve adaptively; {fix}")
+    if record.chain_precision != segment_precision:
+        raise ArtifactError(f"the {precision} exit thresholds of {bundle} were calibrated on the "
+                            f"{record.chain_precision} segment chain, but this target serves the {segment_precision} "
+                            f"chain; {fix}")
+    return record
 
 
 def _policy_config(policy: PolicyConfig | str | Path | Mapping | None) -> PolicyConfig:

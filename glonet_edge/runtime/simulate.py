@@ -24,6 +24,13 @@ THE MODEL (every number in the result says whether it is measured or estimated):
   Without `battery_wh` the policies run exactly the trace's duration and the policy sees the
   trace's own battery_pct.
 
+- Adaptive (the bundle has exit thresholds for the precision): the power-aware decision sets
+  the cap and the tier the allowed drop, as in the runtime; the certified point in force
+  (exits.py) weights each exit depth k by its share of the held-out rows. Exiting at k costs
+  the depth-k graph's latency plus one call overhead (the cost model's call_overhead_ms) per
+  extra segment run, and energy in the same proportion; the score is the cap's minus the
+  point's held-out drop. No point certified: served like power-aware.
+
 Honest consequences: at a low fixed rate the baseline dominates and depth barely changes the
 battery life; the gains appear when inference is a real share of the draw (throughput mode,
 small devices). Reported `energy_j` is the inference energy above baseline; `total_energy_j`
@@ -35,14 +42,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from ..errors import ConfigError
-from .policy import DEFAULT_COST_MODEL, CostModel, Decision, DepthPolicy, FamilyRow, PolicyConfig, estimate_costs
+from ..exits import ExitCalibration
+from .policy import (DEFAULT_COST_MODEL, CostModel, Decision, DepthPolicy, FamilyRow, PolicyConfig, estimate_costs,
+                     exit_budget)
 from .power.base import PowerState
 from .power.trace import Trace
 
 POLICIES = ("power-aware", "full-depth", "min-depth")
+ADAPTIVE = "adaptive"
 MAX_TIMELINE_POINTS = 1000
 MAX_LOGGED_SWITCHES = 200
 
@@ -65,23 +75,73 @@ class _Clock:
         return self.t
 
 
-def _make_policy(name: str, table: Sequence[FamilyRow], config: PolicyConfig, clock: _Clock):
+class Served(NamedTuple):
+    """What one step serves: the cost and score per inference, and the mean depth reached."""
+
+    row: FamilyRow
+    mean_depth: float
+
+
+class _Adaptive:
+    """Power-aware decisions, each served with the certified early exit in force (module doc)."""
+
+    def __init__(self, table: Sequence[FamilyRow], config: PolicyConfig, clock: _Clock, exits: ExitCalibration,
+                 cost_model: CostModel, segment_ends: Sequence[int]) -> None:
+        self.policy = DepthPolicy(table, config, clock=clock)
+        self.by_depth = {r.depth: r for r in table}
+        self.exits, self.cost_model, self.segment_ends = exits, cost_model, sorted(segment_ends)
+        self._served: dict[tuple[int, str], Served] = {}
+
+    def update(self, state: PowerState) -> Decision:
+        return self.policy.update(state)
+
+    def serve(self, decision: Decision) -> Served:
+        key = (decision.depth, decision.tier)
+        if key not in self._served:
+            self._served[key] = self._adaptive_row(*key)
+        return self._served[key]
+
+    def _adaptive_row(self, cap: int, tier: str) -> Served:
+        row = self.by_depth[cap]
+        point = self.exits.point_for(cap, exit_budget(self.policy.table, self.policy.config, tier, cap))
+        if point is None or not all(int(d) in self.by_depth for d in point.heldout["exits"]):
+            return Served(row, float(cap))
+        shares = {int(d): n / sum(point.heldout["exits"].values()) for d, n in point.heldout["exits"].items()}
+        latency = energy = 0.0
+        for depth, share in shares.items():
+            exit_row = self.by_depth[depth]
+            calls = sum(1 for end in self.segment_ends if end <= depth)
+            chain_ms = exit_row.latency_per_sample_ms + (calls - 1) * self.cost_model.call_overhead_ms
+            latency += share * chain_ms
+            energy += share * exit_row.energy_mj * chain_ms / exit_row.latency_per_sample_ms
+        macs = point.heldout["mean_macs"] if point.heldout.get("mean_macs") is not None else row.macs
+        return Served(replace(row, score=row.score - point.heldout["drop"], latency_ms=latency, energy_mj=energy,
+                              macs=int(macs), batch=1), point.heldout["mean_depth"])
+
+
+def _make_policy(name: str, table: Sequence[FamilyRow], config: PolicyConfig, clock: _Clock,
+                 adaptive: dict[str, Any] | None = None):
     if name == "power-aware":
         return DepthPolicy(table, config, clock=clock)
+    if name == ADAPTIVE and adaptive is not None:
+        return _Adaptive(table, config, clock, **adaptive)
     if name == "full-depth":
         return _FixedDepth(max(r.depth for r in table), "always the deepest exported depth")
     if name == "min-depth":
         return _FixedDepth(min(r.depth for r in table), "always the shallowest exported depth")
-    raise ConfigError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
+    raise ConfigError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}"
+                      + (f", {ADAPTIVE} (for a bundle with exit thresholds)" if adaptive is None else f", {ADAPTIVE}"))
 
 
 def simulate_policy(name: str, table: Sequence[FamilyRow], trace: Trace, config: PolicyConfig, *,
                     battery_wh: float | None = None, rate_hz: float | None = None, step_s: float = 1.0,
-                    max_sim_s: float = 7 * 86400.0) -> dict[str, Any]:
-    """Run one policy over the trace; `table` must have latency and energy for every row."""
+                    max_sim_s: float = 7 * 86400.0, adaptive: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run one policy over the trace; `table` must have latency and energy for every row.
+    adaptive: exits, cost_model and segment_ends for the adaptive policy (module doc)."""
     by_depth = {r.depth: r for r in table}
     clock = _Clock()
-    policy = _make_policy(name, table, config, clock)
+    policy = _make_policy(name, table, config, clock, adaptive)
+    serve = getattr(policy, "serve", lambda d: Served(by_depth[d.depth], float(d.depth)))
     capacity_j = battery_wh * 3600.0 if battery_wh else None
     first = trace.states[0]
     battery_j = capacity_j * (first.battery_pct if first.battery_pct is not None else 100.0) / 100.0 \
@@ -110,7 +170,8 @@ def simulate_policy(name: str, table: Sequence[FamilyRow], trace: Trace, config:
                         on_battery=row.on_battery if row.on_battery is not None else (True if capacity_j else None))
         clock.t = elapsed
         decision = policy.update(state)
-        r = by_depth[decision.depth]
+        served = serve(decision)
+        r = served.row
         if current is not None and decision.depth != current:
             switch_times.append(elapsed)
             if len(switches) < MAX_LOGGED_SWITCHES:
@@ -137,7 +198,7 @@ def simulate_policy(name: str, table: Sequence[FamilyRow], trace: Trace, config:
             on_battery_s += dt
         n_total += n
         score_sum += n * r.score
-        depth_sum += n * r.depth
+        depth_sum += n * served.mean_depth
         e_inference += e_inf
         e_baseline += e_base
         time_at[r.depth] = time_at.get(r.depth, 0.0) + dt
@@ -189,10 +250,13 @@ def _downsample(samples: list[tuple[float, int, float | None, str]]) -> dict[str
 
 def run_simulation(table: Sequence[FamilyRow], trace: Trace, config: PolicyConfig | None = None, *,
                    cost_model: CostModel, battery_wh: float | None = None, rate_hz: float | None = None,
-                   step_s: float = 1.0, max_sim_s: float = 7 * 86400.0,
-                   policies: Sequence[str] = POLICIES) -> dict[str, Any]:
-    """Simulate every policy over the trace; returns the simulate.json body (without file paths)."""
+                   step_s: float = 1.0, max_sim_s: float = 7 * 86400.0, policies: Sequence[str] | None = None,
+                   exits: ExitCalibration | None = None, segment_ends: Sequence[int] = ()) -> dict[str, Any]:
+    """Simulate every policy over the trace; returns the simulate.json body (without file paths).
+    With `exits` (and the chain's `segment_ends`) the adaptive policy runs too, by default."""
     config = config or PolicyConfig()
+    if policies is None:
+        policies = POLICIES + ((ADAPTIVE,) if exits is not None else ())
     for name, value in (("battery_wh", battery_wh), ("rate_hz", rate_hz)):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{name} must be a positive number, got {value}")
@@ -202,6 +266,7 @@ def run_simulation(table: Sequence[FamilyRow], trace: Trace, config: PolicyConfi
         raise ConfigError(f"trace {trace.name} spans 0 s (one row); give --battery-wh to hold its state "
                           "until the battery is empty, or a trace with more rows")
     costed = estimate_costs(table, cost_model)
+    adaptive = None if exits is None else {"exits": exits, "cost_model": cost_model, "segment_ends": segment_ends}
     bad = [r.depth for r in costed if not (r.latency_ms > 0 and r.energy_mj >= 0)]
     if bad:
         raise ConfigError(f"depths {bad} have a non-positive latency or negative energy in the manifest; "
@@ -232,7 +297,7 @@ def run_simulation(table: Sequence[FamilyRow], trace: Trace, config: PolicyConfi
         "cost_source": ("measured" if not any(r.energy_estimated or r.latency_estimated for r in costed)
                         else "estimated" if all(r.energy_estimated for r in costed) else "mixed"),
         "policies": {name: simulate_policy(name, costed, trace, config, battery_wh=battery_wh, rate_hz=rate_hz,
-                                           step_s=step_s, max_sim_s=max_sim_s) for name in policies},
+                                           step_s=step_s, max_sim_s=max_sim_s, adaptive=adaptive) for name in policies},
         "notes": notes,
     }
     result["comparison"] = _compare(result["policies"])
@@ -240,16 +305,23 @@ def run_simulation(table: Sequence[FamilyRow], trace: Trace, config: PolicyConfi
 
 
 def _compare(policies: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Power-aware against full depth: the issue's acceptance numbers, precomputed."""
+    """Power-aware against full depth, and adaptive against power-aware: the acceptance numbers."""
     pa, full = policies.get("power-aware"), policies.get("full-depth")
     if not pa or not full:
         return {}
+    out = _ratios(pa, full, "full_depth")
+    if ADAPTIVE in policies:
+        out[ADAPTIVE] = _ratios(policies[ADAPTIVE], pa, "power_aware")
+    return out
+
+
+def _ratios(policy: dict[str, Any], baseline: dict[str, Any], name: str) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "inferences_ratio_vs_full_depth": pa["inferences"] / full["inferences"] if full["inferences"] else None,
-        "mean_score_delta_pts_vs_full_depth": 100.0 * (pa["mean_score"] - full["mean_score"]),
+        f"inferences_ratio_vs_{name}": policy["inferences"] / baseline["inferences"] if baseline["inferences"] else None,
+        f"mean_score_delta_pts_vs_{name}": 100.0 * (policy["mean_score"] - baseline["mean_score"]),
     }
-    if pa["inferences_per_charge"] and full["inferences_per_charge"]:
-        out["per_charge_ratio_vs_full_depth"] = pa["inferences_per_charge"] / full["inferences_per_charge"]
+    if policy["inferences_per_charge"] and baseline["inferences_per_charge"]:
+        out[f"per_charge_ratio_vs_{name}"] = policy["inferences_per_charge"] / baseline["inferences_per_charge"]
     return out
 
 
@@ -301,8 +373,10 @@ def simulate_bundle(bundle: str | Path, trace: str | Path, out: str | Path, *, b
     table = family_table(manifest, target, precision)
     loaded = load_trace(resolve_trace(str(trace)))
     config = PolicyConfig.from_file(policy) if policy else PolicyConfig()
+    exits = manifest.exits.get(precision)
     result = run_simulation(table, loaded, config, cost_model=COST_MODELS[cost_model], battery_wh=battery_wh,
-                            rate_hz=rate_hz, step_s=step_s)
+                            rate_hz=rate_hz, step_s=step_s, exits=exits,
+                            segment_ends=[s.end_depth for s in manifest.segments])
     result.update(bundle=str(Path(bundle)), target=target, precision=precision, metric=manifest.metric_name)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -124,9 +124,9 @@ def test_infer_anytime_returns_deepest_finished_segment(fc_served_bundle, x_val,
         full = rt.infer_anytime(x_val[:1], deadline_ms=10_000, max_depth=8)
         assert full.depth == 8 and full.segments_run == 8 and full.deadline_met
         # Segment 4 (depth 4 -> 5) now takes 200 ms: a 100 ms deadline must stop at depth 4.
-        end, model = rt._segments[4]
-        rt._segments[4] = (end, SlowModel(model, 0.2))
-        rt._segment_ms[4] = 0.0  # the runtime does not know yet that it is slow
+        end, model = rt._chain.segments[4]
+        rt._chain.segments[4] = (end, SlowModel(model, 0.2))
+        rt._chain.segment_ms[4] = 0.0  # the runtime does not know yet that it is slow
         first = rt.infer_anytime(x_val[:1], deadline_ms=100, max_depth=8)
         assert first.depth == 5 and not first.deadline_met  # it learned the hard way...
         np.testing.assert_allclose(first.outputs[0], reference[5][0], atol=1e-5)
@@ -134,8 +134,8 @@ def test_infer_anytime_returns_deepest_finished_segment(fc_served_bundle, x_val,
         assert again.depth == 4 and again.deadline_met  # ...and now stops before the slow segment
         np.testing.assert_allclose(again.outputs[0], reference[4][0], atol=1e-5)
         # A deadline shorter than the first segment still gets the first segment's valid answer.
-        end0, model0 = rt._segments[0]
-        rt._segments[0] = (end0, SlowModel(model0, 0.01))
+        end0, model0 = rt._chain.segments[0]
+        rt._chain.segments[0] = (end0, SlowModel(model0, 0.01))
         tiny = rt.infer_anytime(x_val[:1], deadline_ms=0.001)
         assert tiny.depth == 1 and tiny.segments_run == 1 and tiny.deadline_met is False
         np.testing.assert_allclose(tiny.outputs[0], reference[1][0], atol=1e-5)

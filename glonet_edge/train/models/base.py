@@ -12,7 +12,7 @@ model, every ONNX graph and every segment compute the same thing by construction
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -214,6 +214,37 @@ def params_and_macs(model: DepthModel, depth: int) -> tuple[int, int]:
 
     Measured with forward hooks, so it follows whatever the model really runs.
     """
+    used, macs = _counted(model, lambda: model(torch.zeros(1, *model.config.input_shape), depth=depth))
+    params = 0
+    seen: set[int] = set()
+    for m in used.values():
+        for p in m.parameters(recurse=False):
+            if id(p) not in seen:
+                seen.add(id(p))
+                params += p.numel()
+    return params, macs
+
+
+@torch.no_grad()
+def segment_macs(model: DepthModel, start: int, end: int) -> int:
+    """Multiply-accumulates of one sample through one segment of the anytime chain: blocks
+    start+1 .. end and the head (and the stem when start == 0)."""
+    x = torch.zeros(1, *model.config.input_shape)
+    before = model.embed(x)
+    for i in range(start):
+        before = model.step(i, before)
+
+    def run() -> None:
+        state = model.embed(x) if start == 0 else before
+        for i in range(start, end):
+            state = model.step(i, state)
+        model.readout(state)
+
+    return _counted(model, run)[1]
+
+
+def _counted(model: DepthModel, run: Callable[[], Any]) -> tuple[dict[int, nn.Module], int]:
+    """(modules used, MACs) while `run()` executes the model in eval mode."""
     used: dict[int, nn.Module] = {}
     macs = 0
 
@@ -232,16 +263,9 @@ def params_and_macs(model: DepthModel, depth: int) -> tuple[int, int]:
     was_training = model.training
     model.eval()
     try:
-        model(torch.zeros(1, *model.config.input_shape), depth=depth)
+        run()
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
-    params = 0
-    seen: set[int] = set()
-    for m in used.values():
-        for p in m.parameters(recurse=False):
-            if id(p) not in seen:
-                seen.add(id(p))
-                params += p.numel()
-    return params, int(macs)
+    return used, int(macs)
