@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-HELP = "battery life vs score of the power-aware, full-depth and min-depth policies over the shipped traces"
+HELP = ("battery life vs score of the power-aware, full-depth, min-depth (and, with exit thresholds, adaptive) "
+        "policies over the shipped traces")
 
 # trace name -> (battery capacity in Wh, cost model of that kind of device), as documented in
 # glonet_edge/traces/README.md; the recorded ThinkPad trace is an x86 laptop. The device is

@@ -42,13 +42,15 @@ def test_power_suite_compares_policies_per_trace(fc_served_bundle, tmp_path):
     assert main(["bench", "power", "--bundle", str(fc_served_bundle), "--traces",
                  "laptop_discharge,orin_nano_battery", "--out", str(out)]) == 0
     result = json.loads((out / "power.json").read_text())
-    assert {r["policy"] for r in result["rows"]} == {"power-aware", "full-depth", "min-depth"}
+    # An exported bundle carries fp32 exit thresholds, so the adaptive policy runs too (docs/adaptive.md).
+    policies = {"power-aware", "full-depth", "min-depth", "adaptive"}
+    assert {r["policy"] for r in result["rows"]} == policies
     laptop, orin = result["comparison"]
     assert laptop["trace"] == "laptop_discharge" and laptop["ratio_vs_full_depth"] >= 1.0
     # Each trace is costed as the device it comes from unless --cost-model says otherwise.
     assert (laptop["cost_model"], orin["cost_model"]) == ("x86-cpu", "orin-nano-cpu")
     sim = json.loads((out / "laptop_discharge" / "simulate.json").read_text())
-    assert set(sim["policies"]) == {"power-aware", "full-depth", "min-depth"}
+    assert set(sim["policies"]) == policies
 
 
 def test_torch_latency_suite_on_cpu(fc_run, tmp_path):
