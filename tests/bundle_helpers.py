@@ -21,8 +21,13 @@ CALIB = 2000  # more than digits' training split: calibrate on all of it (determ
 def _export_onnx(module, example, path: Path, input_names, output_names) -> None:
     import torch
 
+    import warnings
+
     dyn = {n: {0: "batch"} for n in [*input_names, *output_names]}
-    with torch.no_grad():
+    # As in glonet_edge/export/onnx_export.py: the tracer warns about the models' Python shape
+    # checks (static dims by design); the graphs are checked against torch by the tests.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(module, example, str(path), input_names=list(input_names), output_names=list(output_names),
                           dynamic_axes=dyn, opset_version=17, dynamo=False, do_constant_folding=True)
 
