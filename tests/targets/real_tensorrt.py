@@ -45,10 +45,10 @@ def build_and_time(bundle: Path, iterations: int = 200, warmup: int = 20, device
 def tiny_bundle(root: Path) -> Path:
     from targets_helpers import CALIB, make_bundle
 
-    from glonet_edge.export.quantize import quantize_bundle
+    from glonet_edge.quantize import QuantizeSettings, quantize_bundle
 
     bundle = make_bundle(root, "glonet-fc", 16, "digits", [1, 4, 8, 16], epochs=12)
-    quantize_bundle(bundle, method="ort", calib_size=CALIB, progress=False)
+    quantize_bundle(bundle, QuantizeSettings(method="ort", calib_size=CALIB), progress=False)
     return bundle
 
 
