@@ -212,7 +212,7 @@ def _alternating(first: Callable[[], Any], second: Callable[[], Any], repeats: i
 def _breakeven(rt: Any, fixed_rt: Any, x1: Any, cap: int, repeats: int) -> dict[str, Any]:
     """What the chain's extra calls and checks cost at batch 1, against one full-depth graph."""
     from ..exit_calibration import median_ms
-    from ..runtime.adaptive import exit_rows
+    from ..exits import exit_rows
 
     fixed_rt.set_depth(cap)
     reps = 200
