@@ -19,9 +19,8 @@ import numpy as np
 from .compare import cpu_session, predict, session_runner
 from .errors import ArtifactError, ConfigError
 from .exits import (DEFAULT_CONFIDENCE, DEFAULT_MAX_DROPS, ExitCalibration, calibrate, calibration_size,
-                    choose_stride, default_rule, feasible_drops, minimum_samples)
+                    choose_stride, default_rule, exit_rows, feasible_drops, minimum_samples)
 from .manifest import BundleManifest
-from .runtime.adaptive import exit_rows
 
 TIMING_REPEATS = 30
 

@@ -79,6 +79,11 @@ def confidence(rule: str, y: np.ndarray, previous: Optional[np.ndarray]) -> np.n
     return top[:, -1] - top[:, -2]
 
 
+def exit_rows(rule: str, threshold: float, y: np.ndarray, previous: Optional[np.ndarray]) -> np.ndarray:
+    """Mask of the rows whose rule fires at this check (the per-check work that `stride` amortises)."""
+    return confidence(rule, y, previous) >= threshold
+
+
 def threshold_grid(rule: str, scale: float = 1.0) -> np.ndarray:
     """The fixed sequence of thresholds, safest first (+inf: never exit before the cap)."""
     steps = -scale * _GRID if rule == "delta" else 1.0 - _GRID

@@ -21,7 +21,7 @@ out 10 epochs leave it near 0.8 at full depth):
 5. `glonet simulate` over the recorded ThinkPad discharge (45.01 Wh, x86-cpu cost model, the
    depth latencies measured with `glonet profile` on ONNX Runtime fp32, 1 thread first).
 
-The issue's targets, reported, never asserted: on the CNN family at most 0.5 points below the
+The targets, reported, never asserted: on the CNN family at most 0.5 points below the
 full depth, mean MACs >= 2x and batch-1 latency >= 1.5x lower than the matched depth, and
 more inferences per charge than power-aware alone.
 """
@@ -212,7 +212,7 @@ def _alternating(first: Callable[[], Any], second: Callable[[], Any], repeats: i
 def _breakeven(rt: Any, fixed_rt: Any, x1: Any, cap: int, repeats: int) -> dict[str, Any]:
     """What the chain's extra calls and checks cost at batch 1, against one full-depth graph."""
     from ..exit_calibration import median_ms
-    from ..runtime.adaptive import exit_rows
+    from ..exits import exit_rows
 
     fixed_rt.set_depth(cap)
     reps = 200

@@ -32,7 +32,7 @@ HELP = "seconds per training epoch of GloNet vs ResNetv2 (BatchNorm) over a dept
 FAMILIES = {"fc": ("glonet-fc", "resnet-fc"), "cnn": ("glonet-cnn", "resnet-cnn")}
 DEFAULT_DEPTHS = {"fc": [10, 24, 50, 100, 200], "cnn": [6, 18, 54]}
 DEFAULT_DATASET = {"fc": "digits", "cnn": "synthetic"}
-# The issue's target: GloNet faster than ResNetv2 at every depth >= this.
+# The target: GloNet faster than ResNetv2 at every depth >= this.
 TARGET_MIN_DEPTH = 50
 # Paper Table 1 (SGEMM, GPU), seconds per epoch: depth -> (ResNetv2, GloNet).
 PAPER_TABLE1 = {10: (42, 27), 24: (65, 39), 50: (96, 55), 100: (147, 86), 200: (231, 121), 600: (410, 175),

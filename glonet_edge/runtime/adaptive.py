@@ -17,8 +17,11 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..exits import confidence
+from ..exits import exit_rows
 from ..targets import CompiledModel
+
+
+__all__ = ["ChainResult", "SegmentChain", "exit_rows"]
 
 
 class ChainResult(NamedTuple):
@@ -26,11 +29,6 @@ class ChainResult(NamedTuple):
     depths: np.ndarray  # (batch,) the depth each row's answer comes from
     segments_run: int
     elapsed_ms: float
-
-
-def exit_rows(rule: str, threshold: float, y: np.ndarray, previous: Optional[np.ndarray]) -> np.ndarray:
-    """Mask of the rows whose rule fires at this check (the per-check work that `stride` amortises)."""
-    return confidence(rule, y, previous) >= threshold
 
 
 class SegmentChain:

@@ -1,46 +1,13 @@
 """Replay a power trace against a depth family and compare depth policies (numpy-free).
 
-THE MODEL (every number in the result says whether it is measured or estimated):
-
-- Time advances in steps of `step_s` (default 1 s, never across a trace row boundary); each
-  step the policy sees the trace row in force and picks a depth, like the runtime re-reading
-  its power source about once a second.
-- Per-depth cost: latency and energy per inference from the manifest for target/precision
-  when measured (`glonet profile`), else a CostModel estimate (policy.py: call overhead +
-  per-block overhead + MACs at a device's MAC rate; energy = latency × the device's active
-  power above baseline).
-- Load: without `rate_hz`, inference runs back to back (one core kept busy: throughput
-  mode); with `rate_hz`, that many inferences per second (capped by throughput) and the rest
-  of the time idle. One inference = one sample.
-- Baseline: the trace's `power_w` is the device's draw WITHOUT this model (screen, OS,
-  sensors); it is charged every second whatever the policy does. Missing → 0 W, noted.
-- Battery (`battery_wh` given): it starts at the first row's battery_pct (else 100%), drains
-  by baseline + inference energy while the trace says on_battery (or has no on_battery
-  column), not on AC (no charging is modelled), and the policy sees THIS simulated level, not
-  the trace's, so it reacts to its own consumption. After the last row the last state holds
-  until the battery is empty (capped at `max_sim_s`); a trace ending on AC stops at its end.
-  `inferences_per_charge` = inferences served on battery × full capacity / energy taken from
-  the battery (so a trace starting at 60% still reports per full charge).
-  Without `battery_wh` the policies run exactly the trace's duration and the policy sees the
-  trace's own battery_pct.
-
-- Adaptive (the bundle has exit thresholds for the precision): the power-aware decision sets
-  the cap and the tier the allowed drop, as in the runtime; the certified point in force
-  (exits.py) weights each exit depth k by its share of the held-out rows. Exiting at k costs
-  the depth-k graph's latency plus one call overhead (the cost model's call_overhead_ms) per
-  extra segment run, and energy in the same proportion; the score is the cap's minus the
-  point's held-out drop. No point certified: served like power-aware.
-
-Honest consequences: at a low fixed rate the baseline dominates and depth barely changes the
-battery life; the gains appear when inference is a real share of the draw (throughput mode,
-small devices). Reported `energy_j` is the inference energy above baseline; `total_energy_j`
-adds the baseline.
+The simulation model (time steps, per-depth costs, load, baseline draw, the simulated
+battery, the adaptive policy) and what its numbers mean: docs/simulate.md.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -83,7 +50,7 @@ class Served(NamedTuple):
 
 
 class _Adaptive:
-    """Power-aware decisions, each served with the certified early exit in force (module doc)."""
+    """Power-aware decisions, each served with the certified early exit in force (docs/simulate.md)."""
 
     def __init__(self, table: Sequence[FamilyRow], config: PolicyConfig, clock: _Clock, exits: ExitCalibration,
                  cost_model: CostModel, segment_ends: Sequence[int]) -> None:
@@ -133,105 +100,171 @@ def _make_policy(name: str, table: Sequence[FamilyRow], config: PolicyConfig, cl
                       + (f", {ADAPTIVE} (for a bundle with exit thresholds)" if adaptive is None else f", {ADAPTIVE}"))
 
 
+class _Step(NamedTuple):
+    """What one time step runs: inferences, seconds, inference and baseline energy (J)."""
+
+    n: float
+    dt: float
+    e_inf: float
+    e_base: float
+
+    def scaled(self, f: float) -> "_Step":
+        return _Step(self.n * f, self.dt * f, self.e_inf * f, self.e_base * f)
+
+
+class _Battery:
+    """The simulated battery (docs/simulate.md): the level the policy sees, drained step by step."""
+
+    def __init__(self, battery_wh: float, first: PowerState) -> None:
+        self.capacity_j = battery_wh * 3600.0
+        self.level_j = self.capacity_j * (first.battery_pct if first.battery_pct is not None else 100.0) / 100.0
+        self.taken_j = 0.0
+
+    @property
+    def pct(self) -> float:
+        return 100.0 * self.level_j / self.capacity_j
+
+    def drain(self, step: _Step) -> tuple[_Step, bool]:
+        """Take the step's energy; when the battery empties inside it, keep the part that ran.
+        Returns the step that ran and whether the battery is now empty."""
+        energy = step.e_inf + step.e_base
+        emptied = energy >= self.level_j
+        if emptied:
+            step = step.scaled(self.level_j / energy if energy > 0 else 0.0)
+            energy = self.level_j
+        self.level_j -= energy
+        self.taken_j += energy
+        return step, emptied
+
+
+@dataclass
+class _Tally:
+    """Running totals of one policy's simulation; `result` turns them into its simulate.json entry."""
+
+    elapsed: float = 0.0
+    n_total: float = 0.0
+    n_battery: float = 0.0
+    score_sum: float = 0.0
+    depth_sum: float = 0.0
+    e_inference: float = 0.0
+    e_baseline: float = 0.0
+    on_battery_s: float = 0.0
+    current: int | None = None
+    empty_at: float | None = None
+    time_at: dict[int, float] = field(default_factory=dict)
+    n_at: dict[int, float] = field(default_factory=dict)
+    samples: list[tuple[float, int, float | None, str]] = field(default_factory=list)
+    switches: list[dict[str, Any]] = field(default_factory=list)
+    switch_times: list[float] = field(default_factory=list)
+
+    def decided(self, decision: Decision) -> None:
+        """Log a depth switch (the first MAX_LOGGED_SWITCHES with their reasons)."""
+        if self.current is not None and decision.depth != self.current:
+            self.switch_times.append(self.elapsed)
+            if len(self.switches) < MAX_LOGGED_SWITCHES:
+                self.switches.append({"t_s": round(self.elapsed, 3), "from": self.current, "to": decision.depth,
+                                      "reason": decision.reason})
+        self.current = decision.depth
+
+    def add(self, step: _Step, served: Served, on_battery: bool, pct: float | None, tier: str) -> None:
+        r = served.row
+        if on_battery:
+            self.n_battery += step.n
+            self.on_battery_s += step.dt
+        self.n_total += step.n
+        self.score_sum += step.n * r.score
+        self.depth_sum += step.n * served.mean_depth
+        self.e_inference += step.e_inf
+        self.e_baseline += step.e_base
+        self.time_at[r.depth] = self.time_at.get(r.depth, 0.0) + step.dt
+        self.n_at[r.depth] = self.n_at.get(r.depth, 0.0) + step.n
+        self.samples.append((self.elapsed, r.depth, pct, tier))
+        self.elapsed += step.dt
+
+    def result(self, battery: _Battery | None) -> dict[str, Any]:
+        n_total, e_total = self.n_total, self.e_inference + self.e_baseline
+        gaps = [b - a for a, b in zip(self.switch_times, self.switch_times[1:])]
+        per_charge = (int(self.n_battery * battery.capacity_j / battery.taken_j)
+                      if battery is not None and battery.taken_j > 0 else None)
+        return {
+            "inferences": int(n_total),
+            "mean_score": self.score_sum / n_total if n_total else 0.0,
+            "energy_j": self.e_inference,
+            "depth_switches": len(self.switch_times),
+            "total_energy_j": e_total,
+            "baseline_energy_j": self.e_baseline,
+            "energy_per_inference_mj": 1000.0 * e_total / n_total if n_total else None,
+            "mean_depth": self.depth_sum / n_total if n_total else None,
+            "simulated_s": self.elapsed,
+            "on_battery_s": self.on_battery_s,
+            "battery_empty": self.empty_at is not None,
+            "battery_empty_at_s": self.empty_at,
+            "inferences_on_battery": int(self.n_battery),
+            "inferences_per_charge": per_charge,
+            "min_time_between_switches_s": min(gaps) if gaps else None,
+            "time_at_depth_s": {str(d): self.time_at[d] for d in sorted(self.time_at)},
+            "inferences_at_depth": {str(d): int(self.n_at[d]) for d in sorted(self.n_at)},
+            "switches": self.switches,
+            "timeline": _downsample(self.samples),
+        }
+
+
+def _seen_state(row: PowerState, battery: _Battery | None) -> PowerState:
+    """The state the policy sees: with a simulated battery, its level (and on battery unless
+    the trace says otherwise), else the trace row as it is."""
+    pct = battery.pct if battery is not None else row.battery_pct
+    on_battery = row.on_battery if row.on_battery is not None else (True if battery is not None else None)
+    return replace(row, battery_pct=pct, on_battery=on_battery)
+
+
+def _next_time(trace: Trace, i: int, t: float, step_s: float, past_end: bool) -> float:
+    """Never step across a row boundary; land on it exactly so float drift cannot stall time."""
+    return t + step_s if past_end or trace.times[i + 1] - t > step_s else trace.times[i + 1]
+
+
+def _step_work(r: FamilyRow, row: PowerState, dt: float, rate_hz: float | None) -> _Step:
+    """Inferences in `dt` (back to back, or `rate_hz` capped by throughput) and their energy."""
+    latency_s = r.latency_per_sample_ms / 1000.0
+    n = dt / latency_s if rate_hz is None else min(rate_hz * dt, dt / latency_s)
+    return _Step(n, dt, n * r.energy_mj / 1000.0, (row.power_w or 0.0) * dt)
+
+
 def simulate_policy(name: str, table: Sequence[FamilyRow], trace: Trace, config: PolicyConfig, *,
                     battery_wh: float | None = None, rate_hz: float | None = None, step_s: float = 1.0,
                     max_sim_s: float = 7 * 86400.0, adaptive: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one policy over the trace; `table` must have latency and energy for every row.
-    adaptive: exits, cost_model and segment_ends for the adaptive policy (module doc)."""
+    adaptive: exits, cost_model and segment_ends for the adaptive policy (docs/simulate.md)."""
     by_depth = {r.depth: r for r in table}
     clock = _Clock()
     policy = _make_policy(name, table, config, clock, adaptive)
     serve = getattr(policy, "serve", lambda d: Served(by_depth[d.depth], float(d.depth)))
-    capacity_j = battery_wh * 3600.0 if battery_wh else None
-    first = trace.states[0]
-    battery_j = capacity_j * (first.battery_pct if first.battery_pct is not None else 100.0) / 100.0 \
-        if capacity_j else None
+    battery = _Battery(battery_wh, trace.states[0]) if battery_wh else None
+    tally = _Tally()
     t = trace.start_s
-    elapsed = 0.0
-    n_total = n_battery = score_sum = depth_sum = 0.0
-    e_inference = e_baseline = e_from_battery = on_battery_s = 0.0
-    time_at: dict[int, float] = {}
-    n_at: dict[int, float] = {}
-    samples: list[tuple[float, int, float | None, str]] = []
-    switches: list[dict[str, Any]] = []
-    switch_times: list[float] = []
-    current: int | None = None
-    empty_at: float | None = None
-
     while True:
         i = trace.index_at(t)
         past_end = t >= trace.times[-1]
         row = trace.states[i]
-        draining = capacity_j is not None and row.on_battery is not False
-        if past_end and (capacity_j is None or not draining or elapsed >= max_sim_s):
+        draining = battery is not None and row.on_battery is not False
+        if past_end and (battery is None or not draining or tally.elapsed >= max_sim_s):
             break
-        pct = 100.0 * battery_j / capacity_j if capacity_j else row.battery_pct
-        state = replace(row, battery_pct=pct,
-                        on_battery=row.on_battery if row.on_battery is not None else (True if capacity_j else None))
-        clock.t = elapsed
+        state = _seen_state(row, battery)
+        clock.t = tally.elapsed
         decision = policy.update(state)
         served = serve(decision)
-        r = served.row
-        if current is not None and decision.depth != current:
-            switch_times.append(elapsed)
-            if len(switches) < MAX_LOGGED_SWITCHES:
-                switches.append({"t_s": round(elapsed, 3), "from": current, "to": decision.depth,
-                                 "reason": decision.reason})
-        current = decision.depth
-
-        # Never step across a row boundary; land on it exactly so float drift cannot stall time.
-        t_next = t + step_s if past_end or trace.times[i + 1] - t > step_s else trace.times[i + 1]
-        dt = t_next - t
-        latency_s = r.latency_per_sample_ms / 1000.0
-        n = dt / latency_s if rate_hz is None else min(rate_hz * dt, dt / latency_s)
-        baseline_w = row.power_w or 0.0
-        e_inf, e_base = n * r.energy_mj / 1000.0, baseline_w * dt
+        tally.decided(decision)
+        t_next = _next_time(trace, i, t, step_s, past_end)
+        step = _step_work(served.row, row, t_next - t, rate_hz)
+        emptied = False
         if draining:
-            energy = e_inf + e_base
-            if energy >= battery_j:  # the battery empties inside this step: keep the part that ran
-                f = battery_j / energy if energy > 0 else 0.0
-                n, dt, e_inf, e_base, energy = n * f, dt * f, e_inf * f, e_base * f, battery_j
-                empty_at = elapsed + dt
-            battery_j -= energy
-            e_from_battery += energy
-            n_battery += n
-            on_battery_s += dt
-        n_total += n
-        score_sum += n * r.score
-        depth_sum += n * served.mean_depth
-        e_inference += e_inf
-        e_baseline += e_base
-        time_at[r.depth] = time_at.get(r.depth, 0.0) + dt
-        n_at[r.depth] = n_at.get(r.depth, 0.0) + n
-        samples.append((elapsed, r.depth, pct, decision.tier))
-        elapsed += dt
-        if empty_at is not None:
+            step, emptied = battery.drain(step)
+        if emptied:
+            tally.empty_at = tally.elapsed + step.dt
+        tally.add(step, served, draining, state.battery_pct, decision.tier)
+        if emptied:
             break
         t = t_next
-
-    gaps = [b - a for a, b in zip(switch_times, switch_times[1:])]
-    result: dict[str, Any] = {
-        "inferences": int(n_total),
-        "mean_score": score_sum / n_total if n_total else 0.0,
-        "energy_j": e_inference,
-        "depth_switches": len(switch_times),
-        "total_energy_j": e_inference + e_baseline,
-        "baseline_energy_j": e_baseline,
-        "energy_per_inference_mj": 1000.0 * (e_inference + e_baseline) / n_total if n_total else None,
-        "mean_depth": depth_sum / n_total if n_total else None,
-        "simulated_s": elapsed,
-        "on_battery_s": on_battery_s,
-        "battery_empty": empty_at is not None,
-        "battery_empty_at_s": empty_at,
-        "inferences_on_battery": int(n_battery),
-        "inferences_per_charge": int(n_battery * capacity_j / e_from_battery) if capacity_j and e_from_battery > 0 else None,
-        "min_time_between_switches_s": min(gaps) if gaps else None,
-        "time_at_depth_s": {str(d): time_at[d] for d in sorted(time_at)},
-        "inferences_at_depth": {str(d): int(n_at[d]) for d in sorted(n_at)},
-        "switches": switches,
-        "timeline": _downsample(samples),
-    }
-    return result
+    return tally.result(battery)
 
 
 def _downsample(samples: list[tuple[float, int, float | None, str]]) -> dict[str, list]:

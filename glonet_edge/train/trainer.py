@@ -104,75 +104,104 @@ def score_by_depth(model: DepthModel, x: np.ndarray, y: np.ndarray, batch: int =
     return {str(k + 1): score(model.config.task, np.concatenate(p), y) for k, p in enumerate(preds)}
 
 
+def _wrap_distributed(model: DepthModel, device: torch.device, distributed: bool) -> torch.nn.Module:
+    """The module the loop calls: the model itself, or under torchrun its DDP wrapper."""
+    if not distributed:
+        return model
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _optimizer(model: DepthModel, settings: TrainSettings) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    return torch.optim.SGD(params, lr=settings.lr, momentum=0.9, weight_decay=settings.weight_decay)
+
+
+def _scheduler(opt: torch.optim.Optimizer, settings: TrainSettings, total: int):
+    """Cosine decay over `total` optimizer steps, or None for a constant learning rate."""
+    if settings.schedule != "cosine":
+        return None
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+
+
+def _batch_loss(model: DepthModel, net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                settings: TrainSettings, epoch: int) -> torch.Tensor:
+    """The training loss of one batch (with --cut-loss: over every depth); raises on NaN/Inf."""
+    if settings.cut_loss > 0:
+        loss = cut_loss(net(x, all_depths=True), y, lambda pred, target: loss_fn(model, pred, target), settings.cut_loss)
+    else:
+        loss = loss_fn(model, net(x), y)
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"training diverged (loss {loss.item()}) at epoch {epoch + 1}; lower --lr "
+                               "or clip gradients (--grad-clip)")
+    return loss
+
+
+def _train_epoch(model: DepthModel, net: torch.nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
+                 perm: torch.Tensor, opt: torch.optim.Optimizer, sched, settings: TrainSettings,
+                 steps_per_epoch: int, epoch: int) -> float:
+    """One pass over this rank's slice `perm`; returns the mean training loss."""
+    model.train()
+    loss_sum, n = 0.0, 0
+    for i in range(steps_per_epoch):
+        idx = perm[i * settings.batch_size:(i + 1) * settings.batch_size]
+        if len(idx) == 0:
+            continue
+        loss = _batch_loss(model, net, x_train[idx], y_train[idx], settings, epoch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if settings.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+        opt.step()
+        if sched:
+            sched.step()
+        loss_sum += float(loss.detach()) * len(idx)
+        n += len(idx)
+    return loss_sum / max(n, 1)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def train_model(model: DepthModel, data: Dataset, settings: TrainSettings, progress: bool = True,
                 desc: str = "train") -> RunMetrics:
     """Train in place; returns metrics with the validation score at every depth."""
     settings.validate()
     rank, world = _dist_info()
-    distributed = world > 1
     device = _device(settings)
     torch.manual_seed(settings.seed)
     x_train = torch.from_numpy(data.x_train)
     y_train = torch.from_numpy(data.y_train)
     model.fit_normalisation(x_train, y_train)
     model.to(device)
-    net: torch.nn.Module = model
-    if distributed:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    params = model.parameters()
-    if settings.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    else:
-        opt = torch.optim.SGD(params, lr=settings.lr, momentum=0.9, weight_decay=settings.weight_decay)
+    net = _wrap_distributed(model, device, world > 1)
+    opt = _optimizer(model, settings)
     steps_per_epoch = max(1, math.ceil(len(x_train) / world / settings.batch_size))
-    total = settings.epochs * steps_per_epoch
-    sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-             if settings.schedule == "cosine" else None)
+    sched = _scheduler(opt, settings, settings.epochs * steps_per_epoch)
     x_train, y_train = x_train.to(device), y_train.to(device)
     gen = torch.Generator().manual_seed(settings.seed)
     metrics = RunMetrics(data.metric_name, {})
     bar = progress_bar(settings.epochs, desc, "epoch", enabled=progress and rank == 0)
     try:
         for epoch in range(settings.epochs):
-            model.train()
             # Same permutation on every rank (same generator seed), each rank takes its slice.
             perm = torch.randperm(len(x_train), generator=gen)[rank::world].to(device)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            _sync(device)
             start = time.perf_counter()
-            loss_sum, n = 0.0, 0
-            for i in range(steps_per_epoch):
-                idx = perm[i * settings.batch_size:(i + 1) * settings.batch_size]
-                if len(idx) == 0:
-                    continue
-                if settings.cut_loss > 0:
-                    loss = cut_loss(net(x_train[idx], all_depths=True), y_train[idx],
-                                    lambda pred, y: loss_fn(model, pred, y), settings.cut_loss)
-                else:
-                    loss = loss_fn(model, net(x_train[idx]), y_train[idx])
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(f"training diverged (loss {loss.item()}) at epoch {epoch + 1}; lower --lr "
-                                           "or clip gradients (--grad-clip)")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if settings.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-                opt.step()
-                if sched:
-                    sched.step()
-                loss_sum += float(loss.detach()) * len(idx)
-                n += len(idx)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            train_loss = _train_epoch(model, net, x_train, y_train, perm, opt, sched, settings, steps_per_epoch, epoch)
+            _sync(device)
             metrics.seconds_per_epoch.append(time.perf_counter() - start)
             val = score_by_depth(model, data.x_val, data.y_val)[str(model.num_blocks)]
-            metrics.curve.append({"epoch": epoch + 1, "train_loss": loss_sum / max(n, 1), "val_score": val})
+            metrics.curve.append({"epoch": epoch + 1, "train_loss": train_loss, "val_score": val})
             if bar is not None:
-                bar.set_postfix(loss=f"{loss_sum / max(n, 1):.4f}", **{data.metric_name: f"{val:.4f}"})
+                bar.set_postfix(loss=f"{train_loss:.4f}", **{data.metric_name: f"{val:.4f}"})
                 bar.update(1)
     finally:
         if bar is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-TOLERANCE = 1e-6  # the bar: the same answers on every Python and engine version
+TOLERANCE = 1e-6  # the bar: the same answers on every Python and engine version
 
 
 @pytest.fixture(scope="module")

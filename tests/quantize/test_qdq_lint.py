@@ -1,4 +1,5 @@
-"""ONNX-level TensorRT checks of QDQ graphs: pass on our int8 graphs, fail on each known pitfall."""
+"""ONNX-level TensorRT checks of QDQ graphs: pass on our int8 graphs, fail on each problem qdq_lint
+checks for (docs/quantize.md, "TensorRT's parser, checked without TensorRT")."""
 
 from __future__ import annotations
 

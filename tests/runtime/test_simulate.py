@@ -33,7 +33,7 @@ def test_contract_keys_and_power_aware_beats_full_depth(digits_manifest):
         assert res["battery_empty"] and res["inferences_per_charge"] > 0
         assert len(res["timeline"]["t_s"]) == len(res["timeline"]["depth"]) > 0
     pa, full, low = (result["policies"][n] for n in ("power-aware", "full-depth", "min-depth"))
-    # The issue's target: >= 2x the inferences per charge at <= 1 point lower mean score.
+    # The target: >= 2x the inferences per charge at <= 1 point lower mean score.
     assert pa["inferences_per_charge"] >= 2 * full["inferences_per_charge"]
     assert pa["mean_score"] >= full["mean_score"] - 0.01
     assert low["mean_score"] < 0.3 and full["depth_switches"] == low["depth_switches"] == 0
@@ -138,7 +138,7 @@ def test_cli_table_and_errors(bundle_dir, tmp_path, capsys):
 
 
 def test_shipped_orin_battery_trace_meets_the_issue_target(bundle_dir, tmp_path):
-    """The issue's acceptance: digits fc family, battery discharge, >= 2x per charge, <= 1 pt."""
+    """The acceptance target: digits fc family, battery discharge, >= 2x per charge, <= 1 pt."""
     trace = load_trace(resolve_trace("orin_nano_battery"))
     from glonet_edge.manifest import BundleManifest
 
@@ -150,7 +150,7 @@ def test_shipped_orin_battery_trace_meets_the_issue_target(bundle_dir, tmp_path)
 
 
 def test_recorded_laptop_discharge_meets_the_issue_target(bundle_dir):
-    """The issue's acceptance on a RECORDED discharge (a ThinkPad's BAT0 logged once a minute,
+    """The acceptance target on a RECORDED discharge (a ThinkPad's BAT0 logged once a minute,
     see glonet_edge/traces/README.md): >= 2x inferences per charge at <= 1 pt, no flapping."""
     from glonet_edge.manifest import BundleManifest
 

@@ -267,7 +267,7 @@ def test_fixed_batch_input_gets_static_profile_or_clear_error(fake_trt, fc_bundl
     with pytest.warns(RuntimeWarning, match="fixed batch dimension 4.*static profile 4/4/4"):
         record = get_target("tensorrt").build_engine(fixed, tmp_path / "out", "fp32")
     plan, meta = record.files
-    # issue 18, bug 2: trtexec refuses explicit shapes for a graph whose inputs are all static
+    # docs/targets.md, "trtexec": trtexec refuses explicit shapes for a graph whose inputs are all static
     assert trtexec_problems(trtexec_command(record, tmp_path / "out"), "10.3.0", tmp_path / "out") == []
     assert fake.calls[-1]["profiles"][0]["x"] == ((4, 1, 8, 8),) * 3
     assert json.loads(meta.read_text())["profile"]["x"]["max"] == [4, 1, 8, 8]
@@ -353,7 +353,8 @@ def test_corrupt_or_foreign_timing_cache_starts_fresh(fake_trt, fc_bundle, tmp_p
 
 
 def test_optimization_level_is_recorded_only_where_applied(fake_trt, fc_bundle, tmp_path):
-    """Issue 18, item 5: TensorRT 8.5 has no builder_optimization_level: neither the metadata nor the
+    """docs/targets.md, "Version rules the build follows": TensorRT 8.5 has no
+    builder_optimization_level: neither the metadata nor the
     trtexec line claims one; from 8.6 on both carry the level that was set."""
     src = fc_bundle / "onnx" / "depth_004.onnx"
     for version, level in (("8.5.2", None), ("10.3.0", 5)):
@@ -442,7 +443,7 @@ def test_gpu_index_is_used_for_build_load_and_run(fake_trt, fc_bundle):
 
 
 def test_gpu_n_engine_runs_from_a_new_thread(fake_trt, fc_bundle):
-    """Issue 18, bug 3: a new thread's current device is GPU 0, so an execution context and stream
+    """docs/targets.md, "GPU:N and CUDA": a new thread's current device is GPU 0, so an execution context and stream
     made there before set_device land on GPU 0 and the GPU 1 engine fails; they must be made
     after the thread selects GPU 1."""
     fake = fake_trt("10.3.0", gpus=(ORIN, RTX4090))
@@ -610,7 +611,7 @@ def float32_producers(model):
 
 @pytest.mark.parametrize("family", ["fc", "cnn"])
 def test_int8_strongly_typed_graph_runs_fp16_outside_qdq(family, fake_trt, fc_int8_bundle, cnn_int8_bundle, tmp_path):
-    """Issue 18, item 3: on strongly typed builds (TRT 10, 11) the int8 graph TensorRT parses has
+    """docs/targets.md, "fp16 graphs": on strongly typed builds (TRT 10, 11) the int8 graph TensorRT parses has
     every layer outside the quantized integer math in fp16 (Q/DQ read and write fp16, as ModelOpt
     emits with high_precision_dtype fp16), float32 inputs and outputs, the same Q/DQ placement,
     and the same answers; TRT 8.5 (weakly typed, FP16 flag) and fp16_fallback=False keep the source."""
@@ -646,7 +647,7 @@ def test_int8_strongly_typed_graph_runs_fp16_outside_qdq(family, fake_trt, fc_in
 
 
 def test_fp16_converter_keeps_float32_only_inputs_from_the_schemas(tmp_path, monkeypatch):
-    """Issue 18, item 4: what must stay float32 comes from onnx.defs: Resize `scales`, Range's
+    """docs/targets.md, "fp16 graphs": what must stay float32 comes from onnx.defs: Resize `scales`, Range's
     inputs, QuantizeLinear's x / y_scale before opset 19; constants feeding them stay float32,
     values computed from them are cast to fp16 where the next op needs it."""
     import onnx
@@ -696,7 +697,7 @@ def test_fake_tensorrt_refuses_precision_flags_on_a_strongly_typed_network(fake_
 
 
 def test_cuda_backend_is_cuda_python_first_torch_as_fallback(monkeypatch):
-    """Issue 18, item 5: the order docs/targets.md states: cuda-python, then torch; named errors otherwise."""
+    """docs/targets.md, "GPU:N and CUDA": the order it states: cuda-python, then torch; named errors otherwise."""
     from glonet_edge.errors import MissingDependencyError
 
     cudart = make_fake_cudart((ORIN, RTX4090))

@@ -9,6 +9,8 @@ glonet-fc (reference-faithful by default):
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -50,24 +52,30 @@ class GloNetFC(DepthModel):
         return self.head(state[1])
 
 
-@register_model("resnet-fc")
-class ResNetFC(DepthModel):
-    """ResNetv2 baseline: h_i = h_{i-1} + W_i relu(BN(h_{i-1})), head on relu(BN(h_k))."""
+class _FlatStem(DepthModel):
+    """A Linear stem on the flattened input, `depth` blocks of `width` and one tensor of state
+    (resnet-fc, plain-fc); `block(width)` builds each block."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, block: Callable[[int], nn.Module]):
         super().__init__(config)
         self.num_blocks = config.depth
-        w = config.width
-        self.stem = nn.Linear(_flat_features(config), w)
-        self.blocks = nn.ModuleList(
-            nn.Sequential(nn.BatchNorm1d(w), activation(config.options.get("activation", "relu")), nn.Linear(w, w))
-            for _ in range(config.depth)
-        )
-        self.final_norm = nn.Sequential(nn.BatchNorm1d(w), nn.ReLU())
-        self.head = nn.Linear(w, config.num_outputs)
+        self.stem = nn.Linear(_flat_features(config), config.width)
+        self.blocks = nn.ModuleList(block(config.width) for _ in range(config.depth))
 
     def embed(self, x: torch.Tensor) -> State:
         return (self.stem(self.input_norm(x).flatten(1)),)
+
+
+@register_model("resnet-fc")
+class ResNetFC(_FlatStem):
+    """ResNetv2 baseline: h_i = h_{i-1} + W_i relu(BN(h_{i-1})), head on relu(BN(h_k))."""
+
+    def __init__(self, config: ModelConfig):
+        act = config.options.get("activation", "relu")
+        super().__init__(config, lambda w: nn.Sequential(nn.BatchNorm1d(w), activation(act), nn.Linear(w, w)))
+        w = config.width
+        self.final_norm = nn.Sequential(nn.BatchNorm1d(w), nn.ReLU())
+        self.head = nn.Linear(w, config.num_outputs)
 
     def step(self, i: int, state: State) -> State:
         return (state[0] + self.blocks[i](state[0]),)
@@ -77,22 +85,13 @@ class ResNetFC(DepthModel):
 
 
 @register_model("plain-fc")
-class PlainFC(DepthModel):
+class PlainFC(_FlatStem):
     """No skip at all: h_i = act(W_i h_{i-1}), head on h_k. Collapses as depth grows."""
 
     def __init__(self, config: ModelConfig):
-        super().__init__(config)
-        self.num_blocks = config.depth
-        w = config.width
-        self.stem = nn.Linear(_flat_features(config), w)
-        self.blocks = nn.ModuleList(
-            nn.Sequential(nn.Linear(w, w), activation(config.options.get("activation", "leaky_relu")))
-            for _ in range(config.depth)
-        )
-        self.head = nn.Linear(w, config.num_outputs)
-
-    def embed(self, x: torch.Tensor) -> State:
-        return (self.stem(self.input_norm(x).flatten(1)),)
+        act = config.options.get("activation", "leaky_relu")
+        super().__init__(config, lambda w: nn.Sequential(nn.Linear(w, w), activation(act)))
+        self.head = nn.Linear(config.width, config.num_outputs)
 
     def step(self, i: int, state: State) -> State:
         return (self.blocks[i](state[0]),)
