@@ -25,14 +25,13 @@ import hashlib
 import json
 import sys
 import time
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
 from .errors import ConfigError
-from .fileio import atomic_write_json, read_json, sha256_file
+from .fileio import atomic_write_json, read_json, sha256_file, tomllib
 from .quantize.settings import QuantizeSettings
 
 STAGES = ("train", "export", "quantize", "compile", "profile", "simulate", "report")
@@ -42,7 +41,7 @@ DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.toml"
 _KNOWN_KEYS: dict[str, set[str]] = {
     "pipeline": {"workdir"},
     "train": {"model", "depth", "width", "dataset", "epochs", "batch_size", "lr", "optimizer", "schedule",
-              "weight_decay", "cut_loss", "seed", "val_fraction", "device", "options"},
+              "weight_decay", "cut_loss", "seed", "val_fraction", "device", "options", "threads"},
     "export": {"depths", "segments", "opset", "shared_weights"},
     "quantize": set(QuantizeSettings.field_names()),
     "compile": {"targets", "precisions", "device", "segments"},
@@ -65,7 +64,7 @@ _KEY_TYPES: dict[str, str] = {
     **_setting_kinds(QuantizeSettings),
     **dict.fromkeys(("workdir", "model", "dataset", "optimizer", "schedule", "device", "trace", "target",
                      "precision", "cost_model", "out"), "str"),
-    **dict.fromkeys(("depth", "width", "epochs", "batch_size", "seed", "opset", "iterations", "warmup"), "int"),
+    **dict.fromkeys(("depth", "width", "epochs", "batch_size", "seed", "threads", "opset", "iterations", "warmup"), "int"),
     **dict.fromkeys(("lr", "weight_decay", "cut_loss", "val_fraction", "battery_wh", "rate_hz"), "number"),
     **dict.fromkeys(("segments", "shared_weights"), "bool"),
     **dict.fromkeys(("targets", "precisions"), "list[str]"),
@@ -224,7 +223,7 @@ class Pipeline:
         from .train.trainer import TrainSettings, train_run
 
         settings = TrainSettings(**{k: cfg[k] for k in ("epochs", "batch_size", "lr", "optimizer", "schedule",
-                                                          "weight_decay", "cut_loss", "seed", "device") if k in cfg})
+                                                          "weight_decay", "cut_loss", "seed", "device", "threads") if k in cfg})
         _, metrics = train_run(cfg.get("model", "glonet-fc"), int(cfg.get("depth", 32)), cfg.get("dataset", "digits"),
                                self.run_dir, width=int(cfg.get("width", 32)), options=cfg.get("options", {}),
                                settings=settings, val_fraction=float(cfg.get("val_fraction", 0.2)),

@@ -21,9 +21,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=None, metavar="N",
                    help="resize an image folder's images to NxN (default: keep their size, which must be one)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int, default=40, help="passes over the training split (default 40)")
+    p.add_argument("--batch-size", type=int, default=64, help="samples per optimisation step (default 64)")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate, cosine-decayed (default 1e-3)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for torch (default 0 = auto: 1 for small models, where more threads "
+                        "only wait on each other, else torch's default)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--schedule", choices=("cosine", "none"), default="cosine")
     p.add_argument("--weight-decay", type=float, default=0.0)
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                              schedule=args.schedule, weight_decay=args.weight_decay, seed=args.seed, device=args.device,
-                             cut_loss=args.cut_loss)
+                             cut_loss=args.cut_loss, threads=args.threads)
     model, metrics = train_run(args.model, args.depth, args.dataset, args.out, width=args.width,
                                options=parse_options(args.option), settings=settings, val_fraction=args.val_fraction,
                                progress=not (args.quiet or args.json), image_size=args.image_size)

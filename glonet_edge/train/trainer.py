@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from ..data import Dataset, load_dataset, score
 from ..errors import ConfigError
 from ..progress import progress_bar
 from .checkpoint import RunConfig, RunMetrics, save_checkpoint
-from .models import DepthModel, ModelConfig, create_model
+from .models import DepthModel, ModelConfig, create_model, params_and_macs
 
 
 class TrainingDiverged(ConfigError):
@@ -37,10 +38,14 @@ class TrainSettings:
     grad_clip: float = 5.0
     # Weight of the mean loss over every shallower cut (0 = the paper's plain training).
     cut_loss: float = 1.0
+    # CPU intra-op threads; 0 = auto: one thread for small models (SMALL_BATCH_MACS), else torch's default.
+    threads: int = 0
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be >= 1")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0 = auto), got {self.threads}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be a positive number, got {self.lr}")
         if self.optimizer not in ("adam", "sgd"):
@@ -165,6 +170,29 @@ def _train_epoch(model: DepthModel, net: torch.nn.Module, x_train: torch.Tensor,
     return loss_sum / max(n, 1)
 
 
+# Below this many multiply-accumulates per training batch, torch's threads cost more than they
+# bring: on the 2-core machine, glonet-fc depth 32 on digits took 0.71-1.17 s per epoch with one
+# thread and 7.4-15.1 s with two at load 3-8 (OpenMP workers spin-wait for a busy core);
+# BENCHMARKS.md, "Demo timing".
+SMALL_BATCH_MACS = 50_000_000
+
+
+@contextlib.contextmanager
+def cpu_threads(model: DepthModel, settings: TrainSettings, device: torch.device) -> Iterator[int]:
+    """Set torch's intra-op threads for training on CPU (restored afterwards); yields the count."""
+    before = torch.get_num_threads()
+    threads = settings.threads
+    if threads == 0 and device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        _, macs = params_and_macs(model, model.num_blocks)
+        threads = 1 if macs * settings.batch_size < SMALL_BATCH_MACS else before
+    threads = threads or before
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -174,8 +202,14 @@ def train_model(model: DepthModel, data: Dataset, settings: TrainSettings, progr
                 desc: str = "train") -> RunMetrics:
     """Train in place; returns metrics with the validation score at every depth."""
     settings.validate()
-    rank, world = _dist_info()
     device = _device(settings)
+    with cpu_threads(model, settings, device):
+        return _train(model, data, settings, device, progress, desc)
+
+
+def _train(model: DepthModel, data: Dataset, settings: TrainSettings, device: torch.device, progress: bool,
+           desc: str) -> RunMetrics:
+    rank, world = _dist_info()
     torch.manual_seed(settings.seed)
     x_train = torch.from_numpy(data.x_train)
     y_train = torch.from_numpy(data.y_train)

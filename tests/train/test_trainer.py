@@ -76,3 +76,29 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     assert main(["train", "--depth", "0", "--out", str(tmp_path / "x"), "--quiet"]) == 2
     assert "depth must be a positive integer" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("width, batch, expected", [(32, 64, 1), (1024, 512, None)])
+def test_auto_threads_one_for_small_models_torch_default_for_large(monkeypatch, width, batch, expected):
+    import torch
+
+    from glonet_edge.train.models import ModelConfig, create_model
+    from glonet_edge.train.trainer import cpu_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    model = create_model(ModelConfig("glonet-fc", 8, (64,), 10, "classification", width, {}))
+    with cpu_threads(model, TrainSettings(batch_size=batch), torch.device("cpu")) as threads:
+        assert threads == (expected or before) == torch.get_num_threads()
+    assert torch.get_num_threads() == before  # restored: the caller's process is not changed
+    with cpu_threads(model, TrainSettings(threads=3), torch.device("cpu")) as threads:
+        assert threads == 3 == torch.get_num_threads()
+
+
+def test_train_help_names_each_setting_and_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag, default in (("--epochs", "40"), ("--batch-size", "64"), ("--lr", "1e-3"), ("--threads", "0 = auto")):
+        described = text.split("options:", 1)[1]  # past the usage line
+        assert f"(default {default}" in described.split(flag, 1)[1][:200], flag
