@@ -21,6 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", default=None, help="policy TOML (accuracy floor, budgets, hysteresis, dwell)")
     p.add_argument("--depth", type=int, default=None, help="pin a depth instead of asking the policy")
     p.add_argument("--deadline-ms", type=float, default=None, help="anytime mode: deepest segment answer within D ms")
+    p.add_argument("--adaptive", action="store_true",
+                   help="each sample stops at the first check where it is sure, with the bundle's certified exit "
+                        "thresholds (docs/adaptive.md); the policy's depth is the deepest it may go")
     p.add_argument("--output", default=None, help="write the outputs to this .npy file")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -63,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     # Segments serve only --deadline-ms: without one, loading them would cost memory and warn
     # about their precision for nothing.
     with Runtime.open(args.bundle, target=args.target, precision=args.precision, power=args.power,
-                      policy=args.policy, device=args.device, anytime=args.deadline_ms is not None) as rt:
+                      policy=args.policy, device=args.device, anytime=args.deadline_ms is not None,
+                      adaptive=args.adaptive) as rt:
         if args.depth is not None:
             if args.depth not in rt.depths:
                 raise ConfigError(f"--depth {args.depth} is not served by {args.bundle} for {args.target} "
@@ -82,12 +86,14 @@ def run(args: argparse.Namespace) -> int:
               "deadline_met": pred.deadline_met, "segments_run": pred.segments_run,
               "power_tier": decision.tier, "batch": int(pred.outputs.shape[0]),
               "outputs": pred.outputs.tolist()}
+    if pred.depths is not None:
+        result["exit_depths"] = pred.depths.tolist()
     manifest_task = rt.manifest.task
     if manifest_task == "classification":
         result["predictions"] = pred.outputs.argmax(axis=1).tolist()
     shown = min(len(pred.outputs), TABLE_ROWS)
-    rows = [{"sample": i, "prediction": (result["predictions"][i] if "predictions" in result else pred.outputs[i].tolist())}
-            for i in range(shown)]
+    rows = [{"sample": i, "prediction": (result["predictions"][i] if "predictions" in result else pred.outputs[i].tolist()),
+             **({"exit depth": result["exit_depths"][i]} if "exit_depths" in result else {})} for i in range(shown)]
     more = (f"; the first {shown} of {len(pred.outputs)} samples shown, all with --json or --output"
             if shown < len(pred.outputs) else "")
     emit(args, result, rows, title=f"depth {pred.depth} ({pred.reason}), {pred.latency_ms:.3f} ms for batch "

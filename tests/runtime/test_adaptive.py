@@ -209,3 +209,25 @@ def test_calibrate_command_recalibrates_one_precision(families, tmp_path, capsys
     record = manifest.exits["fp32"]
     assert record.stride == 2 and record.checks == [2, 4, 6, 8] and {p.max_drop for p in record.points} == {0.02}
     assert manifest.exits["int8"] == BundleManifest.load(families["fc"]).exits["int8"]  # left alone
+
+
+def test_run_command_adaptive_reports_each_rows_exit_depth(families, tmp_path, capsys):
+    """`glonet run --adaptive` answers like Runtime.open(adaptive=True) and says where each row stopped."""
+    import json
+
+    from glonet_edge.cli import main
+
+    from sklearn.datasets import load_digits
+
+    batch = load_digits().images[:12, None].astype(np.float32)
+    path = tmp_path / "x.npy"
+    np.save(path, batch)
+    assert main(["run", str(families["fc"]), "--input", str(path), "--power", "none", "--adaptive", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    with Runtime.open(families["fc"], power="none", adaptive=True) as rt:
+        pred = rt.infer(batch)
+    assert result["exit_depths"] == pred.depths.tolist() and len(result["exit_depths"]) == 12
+    assert max(result["exit_depths"]) <= result["depth"]
+    np.testing.assert_allclose(np.array(result["outputs"], np.float32), pred.outputs, atol=1e-6)
+    assert main(["run", str(families["fc"]), "--input", str(path), "--power", "none"]) == 0
+    assert "exit depth" not in capsys.readouterr().out  # without --adaptive: one depth for every row
