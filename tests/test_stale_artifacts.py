@@ -144,7 +144,8 @@ def test_old_manifest_without_source_sha_is_unknown_provenance(compiled):
 
 
 def test_requantize_removes_unknown_provenance_engines_of_the_rewritten_graph(compiled):
-    _edit_manifest(compiled, lambda d: [_ir(d, k, p)["extra"].pop("onnx_sha256") for k in (1, 4) for p in ("fp32", "int8")])
+    _edit_manifest(compiled, lambda d: [_ir(d, k, p)["extra"].pop("onnx_sha256")
+                                        for k in (1, 4) for p in ("fp32", "int8")])
     _requantize(compiled)
     m = BundleManifest.load(compiled)
     assert m.depth(1).artifact("openvino", "int8") is None  # its graph was rewritten: provably not fresh
@@ -170,7 +171,7 @@ def test_stale_profile_latency_and_int8_metrics_are_ignored_reported_and_dropped
     assert main(["inspect", str(compiled), "--verify"]) == 1
     out = capsys.readouterr().out
     assert f"glonet profile {compiled} --target onnxruntime --precision int8" in out
-    assert f"depth 4 metrics/int8" in out and f"glonet quantize {compiled}" in out
+    assert "depth 4 metrics/int8" in out and f"glonet quantize {compiled}" in out
     notes = prune_stale(compiled, m, changed=set())
     assert notes == ["depth 4 metrics/int8", "depth 4 profile/onnxruntime/int8"]
     assert "onnxruntime/int8" not in m.depth(4).latency_ms and "int8" not in m.depth(4).metrics
@@ -221,4 +222,4 @@ def test_tensorrt_engine_of_another_graph_is_refused_and_reported(fc_bundle, mon
         Runtime.open(fc_bundle, target="tensorrt", power="none", anytime=False)
     with pytest.raises(ArtifactError, match="is stale"):
         profile_bundle(fc_bundle, "tensorrt", "fp32", batches=[1], iterations=1, warmup=0, energy="none",
-                       progress=False)
+                       depths=[4], progress=False)
