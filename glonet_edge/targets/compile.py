@@ -2,7 +2,8 @@
 
 For each selected depth and precision it picks the source graph (fp32/fp16 <- the fp32 ONNX,
 int8 <- the QDQ ONNX from `glonet quantize`), asks the target's family builder to build it,
-records the artifact (sha256, companions, target metadata) in the manifest, loads it back and
+records the artifact (sha256, companions, target metadata, and the sha256 of the graph it was
+built from with the tool versions: provenance.py) in the manifest, loads it back and
 compares it with onnxruntime on the fp32 graph (a few held-out samples when the data set loads,
 random inputs otherwise). Segments are compiled too (fp32 always when asked; int8 where
 `quantize --segments` made int8 segment graphs). Everything happens in a staged copy of the

@@ -29,7 +29,7 @@ def families(fc_served_bundle, tmp_path_factory):
     """Two families, quantized, so each holds fp32 and int8 thresholds: fc with int8 segments,
     cnn without (its int8 depths are served with the fp32 chain, which its int8 record names)."""
     from glonet_edge.export import export_bundle
-    from glonet_edge.export.quantize import quantize_bundle
+    from glonet_edge.quantize import QuantizeSettings, quantize_bundle
     from glonet_edge.train.trainer import TrainSettings, train_run
 
     root = tmp_path_factory.mktemp("adaptive")
@@ -38,7 +38,7 @@ def families(fc_served_bundle, tmp_path_factory):
     export_bundle(root / "cnn6", root / "cnn", depths="all", progress=False)
     shutil.copytree(fc_served_bundle, root / "fc")
     for name in ("fc", "cnn"):
-        quantize_bundle(root / name, segments=name == "fc", progress=False)
+        quantize_bundle(root / name, QuantizeSettings(segments=name == "fc"), progress=False)
     return {name: root / name for name in ("fc", "cnn")}
 
 
