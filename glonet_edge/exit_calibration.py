@@ -9,6 +9,7 @@ and sets manifest.exits[precision]; the caller saves the manifest.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from .errors import ArtifactError, ConfigError
 from .exits import (DEFAULT_CONFIDENCE, DEFAULT_MAX_DROPS, ExitCalibration, calibrate, calibration_size,
                     choose_stride, default_rule, exit_rows, feasible_drops, minimum_samples)
 from .manifest import BundleManifest
+from .provenance import chain_graphs
 
 TIMING_REPEATS = 30
 
@@ -53,7 +55,8 @@ def calibrate_bundle(bundle_dir: str | Path, manifest: BundleManifest, precision
                        chain_precision=chain_precision, rule=rule, max_drops=list(max_drops),
                        confidence_level=confidence_level, stride=stride,
                        segment_macs=None if None in macs else macs, seed=seed)
-    manifest.exits[precision] = record
+    # the graphs it was certified on: thresholds of an older chain are refused at serving time
+    manifest.exits[precision] = dataclasses.replace(record, graphs=chain_graphs(manifest, chain_precision))
     return summary(record)
 
 

@@ -180,6 +180,8 @@ class ExitCalibration:
     notes: List[str] = field(default_factory=list)
     method: str = METHOD
     schema_version: int = SCHEMA_VERSION
+    # {segment graph path: sha256} of the chain calibrated (provenance.py); {} in older bundles
+    graphs: Dict[str, str] = field(default_factory=dict)
 
     def point_for(self, max_depth: int, allowed_drop: float) -> Optional[ExitPoint]:
         """The certified point with this cap and the largest drop <= allowed_drop, if any."""
@@ -191,7 +193,7 @@ class ExitCalibration:
                 "confidence": self.confidence, "checks": list(self.checks), "stride": self.stride,
                 "chain_precision": self.chain_precision, "calibration_samples": self.calibration_samples,
                 "heldout_samples": self.heldout_samples, "points": [p.to_json() for p in self.points],
-                "notes": list(self.notes)}
+                "notes": list(self.notes), **({"graphs": dict(self.graphs)} if self.graphs else {})}
 
     @classmethod
     def from_json(cls, d: Any, where: str = "exits") -> "ExitCalibration":
@@ -212,10 +214,13 @@ class ExitCalibration:
         _expect(isinstance(points, list), f"{where}: points must be a list")
         notes = d.get("notes", [])
         _expect(isinstance(notes, list) and all(isinstance(n, str) for n in notes), f"{where}: notes must be strings")
+        graphs = d.get("graphs", {})
+        _expect(isinstance(graphs, dict) and all(isinstance(v, str) for v in graphs.values()),
+                f"{where}: graphs must map segment graph paths to sha256 strings")
         return cls(d["rule"], float(d["confidence"]), list(checks), d["stride"], d["chain_precision"],
                    d["calibration_samples"], d["heldout_samples"],
                    [ExitPoint.from_json(p, f"{where}.points[{i}]") for i, p in enumerate(points)], list(notes),
-                   str(d.get("method", METHOD)), version)
+                   str(d.get("method", METHOD)), version, dict(graphs))
 
 
 

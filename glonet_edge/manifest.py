@@ -144,6 +144,9 @@ class DepthEntry(_ArtifactHolder):
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # {"target/precision": {p50, p90, batch}}
     energy_mj: dict[str, float] = field(default_factory=dict)  # {"target/precision": mJ per inference}
     rejected: dict[str, str] = field(default_factory=dict)  # {precision: why it must not be served}
+    # {"metrics/<precision>" | "profile/<target>/<precision>": sha256 of the graph it was measured on}
+    # (provenance.py): a result measured on an older graph is never used.
+    measured_on: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -159,6 +162,8 @@ class DepthEntry(_ArtifactHolder):
             d["energy_mj"] = self.energy_mj
         if self.rejected:
             d["rejected"] = self.rejected
+        if self.measured_on:
+            d["measured_on"] = self.measured_on
         return d
 
     @classmethod
@@ -183,9 +188,12 @@ class DepthEntry(_ArtifactHolder):
         rejected = d.get("rejected", {})
         _expect(isinstance(rejected, dict) and all(isinstance(v, str) for v in rejected.values()),
                 "depth 'rejected' must map precision to a reason string")
+        measured_on = d.get("measured_on", {})
+        _expect(isinstance(measured_on, dict) and all(isinstance(v, str) for v in measured_on.values()),
+                "depth 'measured_on' must map result keys to graph sha256 strings")
         return cls(d["depth"], d["params"], d["macs"], _artifacts_from_json(d.get("artifacts", []), "depth"),
                    {k: dict(v) for k, v in metrics.items()}, {k: dict(v) for k, v in latency.items()},
-                   dict(energy), dict(rejected))
+                   dict(energy), dict(rejected), dict(measured_on))
 
 
 @dataclass

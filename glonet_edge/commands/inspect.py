@@ -6,11 +6,13 @@ Reads only manifest.json (and the artifacts with --verify): no torch, no onnx.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from ..fileio import confined_path
 from ..manifest import Artifact, BundleManifest
+from ..provenance import stale_artifacts, stale_results
 from ._output import add_json_flag, emit, format_table
 
 
@@ -27,10 +29,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     manifest = BundleManifest.load(args.bundle)  # ConfigError / ArtifactError name what is wrong
+    stale: list[str] = []
     if args.verify:
         manifest.verify(args.bundle)
+        stale = stale_lines(manifest, args.bundle)
     result = describe(manifest, Path(args.bundle))
-    result["verified"] = bool(args.verify)
+    result["verified"] = bool(args.verify) and not stale
+    result["stale"] = stale
     title = (f"{args.bundle}: {manifest.model['model']} depth {manifest.max_depth} ({manifest.task}, "
              f"{manifest.metric_name}), schema {manifest.schema_version}, {manifest.producer}, opset {manifest.opset}")
     emit(args, result, result["rows"], title=title)
@@ -39,9 +44,21 @@ def run(args: argparse.Namespace) -> int:
             print(f"\nsegment chain ({len(result['segments'])} segments)")
             print(format_table(result["segments"], ["index", "start_depth", "end_depth", "artifacts", "bytes"]))
         print(f"\n{len(result['files'])} files, {result['total_bytes']} bytes (shared files counted once)")
-        if args.verify:
-            print("verified: every file has the size and sha256 the manifest records")
+        for line in stale:
+            print(f"STALE: {line}")
+        if args.verify and not stale:
+            print("verified: every file has the size and sha256 the manifest records, every engine and result "
+                  "belongs to the current graphs")
+    if stale:
+        print(f"glonet inspect: {len(stale)} stale artifact(s) or result(s); rebuild them with the commands above",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def stale_lines(manifest: BundleManifest, bundle: str) -> list[str]:
+    """One line per compiled artifact, measured result or exit calibration of an older graph."""
+    return [s.message(bundle) for s in stale_artifacts(manifest)] + stale_results(manifest, bundle)
 
 
 def describe(manifest: BundleManifest, bundle: Path) -> dict[str, Any]:

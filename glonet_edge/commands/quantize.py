@@ -88,5 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         for d, why in result["rejected"].items():
             print(f"depth {d}: int8 REJECTED: {why}")
+        if result["removed_stale"]:  # built from or measured on the graphs this run replaced
+            print(f"removed stale engines and results: {', '.join(result['removed_stale'])}")
         print(f"results written to {Path(args.bundle) / 'quantize.json'}")
     return 0

@@ -34,6 +34,7 @@ from ..exit_calibration import calibrate_bundle
 from ..fileio import atomic_write_json, staged_directory
 from ..manifest import MANIFEST_NAME, Artifact, BundleManifest, DepthEntry, SegmentEntry
 from ..progress import progress_bar
+from ..provenance import current_sha, metrics_key, stamp
 from ..train.models.base import DepthModel, params_and_macs, segment_macs
 from . import onnx_export
 from .select import DEFAULT_STEP, resolve_depths
@@ -147,6 +148,8 @@ def _write_manifest(stage: Path, src: ExportSource, opset: int, cost: dict[int, 
         segments=[entry for entry, _ in chain])
     for entry, path in chain:
         entry.set_artifact(Artifact.from_file(stage, path, "onnx", "fp32"))
+    for entry in manifest.depths:  # the scores belong to these graphs (provenance.py)
+        stamp(entry, metrics_key("fp32"), current_sha(entry, "fp32"))
     exits = calibrate_bundle(stage, manifest, "fp32", src.x_val, src.y_val)
     manifest.save(stage)
     BundleManifest.load(stage).verify(stage)  # what a reader will see: parses, every sha256 holds

@@ -18,6 +18,7 @@ from ..exit_calibration import calibrate_bundle
 from ..fileio import atomic_write_json, staged_directory
 from ..manifest import Artifact, BundleManifest, DepthEntry, SegmentEntry
 from ..progress import progress_bar
+from ..provenance import changed_graphs, current_sha, graph_shas, metrics_key, prune_stale, stamp
 from . import qdq_lint
 from .accuracy import AccuracyCheck, Candidate, Outcome, control_accuracy, reference_outputs, resolve_engines
 from .calibration import Calibration, RangeTable, estimators, load_calibration, precompute_ranges
@@ -45,6 +46,7 @@ def quantize_bundle(bundle_dir: str | Path, settings: QuantizeSettings | None = 
     selected = _selected_depths(manifest, depths, settings.segments)
     data = load_calibration(manifest, settings.calib_size, settings.seed, settings.dataset)
     started = time.perf_counter()
+    graphs_before = graph_shas(manifest)
     with staged_directory(bundle_dir) as stage:
         job = _Job(stage, manifest, data, settings, engines)
         sources = {d: job.source(manifest.depth(d), f"depth {d}") for d in selected}
@@ -57,6 +59,8 @@ def quantize_bundle(bundle_dir: str | Path, settings: QuantizeSettings | None = 
             bar.close()
         result = job.summary(bundle_dir, rows, segment_rows, ranges, time.perf_counter() - started)
         result["exits"] = calibrate_bundle(stage, manifest, "int8", data.x_val, data.y_val)
+        # Engines, latencies and thresholds of the graphs this run replaced go with them.
+        result["removed_stale"] = prune_stale(stage, manifest, changed_graphs(graphs_before, manifest))
         manifest.save(stage)
         atomic_write_json(stage / "quantize.json", result)
     return result
@@ -148,6 +152,7 @@ class _Job:
     def _record_metrics(self, entry: DepthEntry, fp32: float, outcome: Outcome) -> None:
         metric = self.manifest.metric_name
         entry.metrics.setdefault("fp32", {})[metric] = fp32
+        stamp(entry, metrics_key("fp32"), current_sha(entry, "fp32"))
         entry.metrics["int8"] = {metric: outcome.check.score}
         if outcome.check.agreement is not None:
             entry.metrics["int8"]["agreement"] = outcome.check.agreement
@@ -178,7 +183,9 @@ class _Job:
         if not recipe.tensorrt:
             extra["note"] = UINT8_NOTE
         entry.rejected.pop("int8", None)
-        entry.set_artifact(Artifact.from_file(self.stage, dst, "onnx", "int8", extra=extra))
+        shipped = Artifact.from_file(self.stage, dst, "onnx", "int8", extra=extra)
+        entry.set_artifact(shipped)
+        stamp(entry, metrics_key("int8"), shipped.sha256)
         row["tensorrt_compatible"] = not lint_errors
         if lint_errors:
             row["status"] = "ok (not TensorRT-safe)"
@@ -192,6 +199,7 @@ class _Job:
         if s.method == "ort":
             reason += "; try --method nncf (accuracy control) or a larger --calib-size"
         entry.rejected["int8"] = reason
+        stamp(entry, metrics_key("int8"), None)  # the score of a graph that is not shipped
         entry.artifacts = [a for a in entry.artifacts if not (a.format == "onnx" and a.precision == "int8")]
         dst.unlink(missing_ok=True)
         row["status"] = "rejected"

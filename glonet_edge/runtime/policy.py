@@ -42,6 +42,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError
 from ..fileio import parse_json, read_text, tomllib
+from ..provenance import metrics_key, profile_key, result_is_stale
 from .power.base import PowerState
 
 SCHEMA_VERSION = 1
@@ -79,19 +80,28 @@ def family_table(manifest: Any, target: str, precision: str) -> list[FamilyRow]:
     for entry in sorted(manifest.depths, key=lambda e: e.depth):
         if precision in entry.rejected:
             continue
-        score = entry.metrics.get(precision, {}).get(manifest.metric_name)
+        score = _fresh_score(entry, precision, manifest.metric_name)
         if score is None:
-            score = entry.metrics.get("fp32", {}).get(manifest.metric_name)
+            score = _fresh_score(entry, "fp32", manifest.metric_name)
         if score is None:
             continue
-        lat = entry.latency_ms.get(key) or {}
+        # A latency measured on an older graph says nothing about this one: estimated instead.
+        measured = not result_is_stale(entry, profile_key(target, precision), precision)
+        lat = (entry.latency_ms.get(key) if measured else None) or {}
         rows.append(FamilyRow(depth=entry.depth, score=float(score), latency_ms=lat.get("p50"),
-                              energy_mj=entry.energy_mj.get(key), macs=int(entry.macs),
+                              energy_mj=entry.energy_mj.get(key) if measured else None, macs=int(entry.macs),
                               batch=max(1, int(lat.get("batch", 1)))))
     if not rows:
         raise ConfigError(f"no depth in the bundle can be served as {key}: every depth lacks a score "
                           f"({manifest.metric_name}) or is rejected for {precision}")
     return rows
+
+
+def _fresh_score(entry: Any, precision: str, metric: str) -> float | None:
+    """metrics[precision][metric], unless it was measured on another graph than the current one."""
+    if result_is_stale(entry, metrics_key(precision), precision):
+        return None
+    return entry.metrics.get(precision, {}).get(metric)
 
 
 # ---- estimated costs -----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import ArtifactError, ConfigError
 from ..exits import ExitCalibration
 from ..manifest import BundleManifest
+from ..provenance import stale_exits
 from ..targets import CompiledModel, get_target, load_artifact
 from .adaptive import ChainResult, SegmentChain
 from .policy import (COST_MODELS, DEFAULT_COST_MODEL, Decision, DepthPolicy, PolicyConfig, estimate_costs, exit_budget,
@@ -112,7 +113,8 @@ class Runtime:
             artifact = entry.artifact(engine.artifact_format, precision)
             if artifact is None or precision in entry.rejected:
                 continue
-            models[entry.depth] = load_artifact(bundle, artifact, engine, verify=verify, **options)
+            models[entry.depth] = load_artifact(bundle, artifact, engine, verify=verify, holder=entry,
+                                                where=f"depth {entry.depth}", **options)
         if not models:
             raise ArtifactError(
                 f"bundle {bundle} has no {engine.artifact_format!r} {precision} artifacts for target {target!r}; "
@@ -124,7 +126,8 @@ class Runtime:
             for prec in dict.fromkeys((precision, "fp32")):  # fall back to fp32 segments
                 arts = [s.artifact(engine.artifact_format, prec) for s in manifest.segments]
                 if all(a is not None for a in arts):
-                    segments = [(s.end_depth, load_artifact(bundle, a, engine, verify=verify, **options))
+                    segments = [(s.end_depth, load_artifact(bundle, a, engine, verify=verify, holder=s,
+                                                            where=f"segment {s.index}", **options))
                                 for s, a in zip(manifest.segments, arts)]
                     segment_precision = prec
                     break
@@ -368,6 +371,9 @@ def _exit_thresholds(bundle: Path, manifest: BundleManifest, precision: str,
         raise ArtifactError(f"the {precision} exit thresholds of {bundle} were calibrated on the "
                             f"{record.chain_precision} segment chain, but this target serves the {segment_precision} "
                             f"chain; {fix}")
+    if precision in stale_exits(manifest):
+        raise ArtifactError(f"the {precision} exit thresholds of {bundle} were calibrated on older segment graphs "
+                            f"than the bundle's; {fix}")
     return record
 
 

@@ -47,12 +47,18 @@ def get_target(name: str) -> Target:
 
 
 def load_artifact(bundle_dir: str | Path, artifact: Any, target: str | Target, verify: bool = True,
-                  **options: Any) -> CompiledModel:
-    """Check an artifact (sha256 + companions + target compatibility) and load it.
+                  holder: Any = None, where: str = "", **options: Any) -> CompiledModel:
+    """Check an artifact (provenance, sha256 + companions, target compatibility) and load it.
 
-    `artifact` is a manifest.Artifact; the runtime uses this so every load goes through the
-    same checks."""
+    `artifact` is a manifest.Artifact and `holder` the DepthEntry / SegmentEntry that lists it
+    (`where` names it in errors): a compiled artifact not proven built from the holder's current
+    graph is refused (provenance.py). The runtime and profile use this so every load goes
+    through the same checks."""
     t = get_target(target) if isinstance(target, str) else target
+    if holder is not None:
+        from ..provenance import check_fresh
+
+        check_fresh(bundle_dir, holder, artifact, where or "artifact")
     if artifact.format != t.artifact_format:
         raise ConfigError(f"artifact {artifact.path} has format {artifact.format!r}; target {t.name!r} "
                           f"loads {t.artifact_format!r} artifacts (run `glonet compile --target {t.name}`)")

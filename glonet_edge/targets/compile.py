@@ -2,7 +2,8 @@
 
 For each selected depth and precision it picks the source graph (fp32/fp16 <- the fp32 ONNX,
 int8 <- the QDQ ONNX from `glonet quantize`), asks the target's family builder to build it,
-records the artifact (sha256, companions, target metadata) in the manifest, loads it back and
+records the artifact (sha256, companions, target metadata, and the sha256 of the graph it was
+built from with the tool versions: provenance.py) in the manifest, loads it back and
 compares it with onnxruntime on the fp32 graph (a few held-out samples when the data set loads,
 random inputs otherwise). Segments are compiled too (fp32 always when asked; int8 where
 `quantize --segments` made int8 segment graphs). Everything happens in a staged copy of the
@@ -25,6 +26,7 @@ from ..errors import ArtifactError, ConfigError
 from ..fileio import atomic_write_json, staged_directory
 from ..manifest import Artifact, BundleManifest
 from ..progress import progress_bar
+from ..provenance import source_extra, source_graph
 from . import get_target
 from .base import PRECISIONS, FamilyBuilder, Target
 
@@ -61,10 +63,6 @@ def check_outputs(outs: list[np.ndarray], ref_graph: Path, feeds: dict[str, np.n
     return compare(outs[-1], ref, tolerance=tolerance(task, ref) if precision == "fp32" else None)
 
 
-def _source(entry: Any, precision: str) -> Artifact | None:
-    return entry.artifact("onnx", "int8" if precision == "int8" else "fp32")
-
-
 class _FamilyCompile:
     """The builds of one `compile_bundle` call, inside the staged bundle."""
 
@@ -77,7 +75,7 @@ class _FamilyCompile:
     def skip_reason(self, kind: str, index: int, entry: Any, precision: str) -> str | None:
         if precision == "int8" and getattr(entry, "rejected", {}).get("int8"):
             return f"int8 rejected by quantize: {entry.rejected['int8']}"
-        src_art = _source(entry, precision)
+        src_art = source_graph(entry, precision)
         if src_art is None:
             if precision == "int8":
                 raise ConfigError(f"{kind} {index} has no int8 QDQ graph; run `glonet quantize {self.bundle_dir}` first")
@@ -90,7 +88,7 @@ class _FamilyCompile:
         if reason:
             row.update(status="skipped", reason=reason)
             return row
-        src_art = _source(entry, precision)
+        src_art = source_graph(entry, precision)
         src = src_art.resolve(self.stage)  # sha256 checked before anything is built from it
         t0 = time.perf_counter()
         files = self.family.build(src, self.out_dir, precision, stem)
@@ -104,7 +102,8 @@ class _FamilyCompile:
     def record(self, entry: Any, src_art: Artifact, files: list[Path], precision: str) -> Artifact:
         if self.target.artifact_format == "onnx":
             return src_art  # the graph itself is the artifact
-        extra = self.target.artifact_extra(precision, files=files)
+        # The graph it is built from and the tool versions: an engine of an older graph is never served.
+        extra = source_extra(src_art, self.target.artifact_extra(precision, files=files))
         art = Artifact.from_file(self.stage, files[0], self.target.artifact_format, precision, extra=extra,
                                  companions=files[1:])
         entry.set_artifact(art)
@@ -114,7 +113,7 @@ class _FamilyCompile:
         feeds = {self.manifest.input_name: self.inputs}
         with self.family.load(artifact, precision) as model:
             outs = model.run(feeds)
-        c = check_outputs(outs, _source(entry, "fp32").resolve(self.stage), feeds, self.manifest.task, precision)
+        c = check_outputs(outs, source_graph(entry, "fp32").resolve(self.stage), feeds, self.manifest.task, precision)
         return {"max_abs_err": c.max_abs_err, "tolerance": c.tolerance, "top1_agreement": c.top1_agreement, "ok": c.ok}
 
     def every_graph(self, depths: list[int], precisions: list[str], segments: bool, bar: Any) -> list[dict[str, Any]]:

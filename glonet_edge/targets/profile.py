@@ -25,6 +25,7 @@ from ..progress import progress_bar
 from ..errors import ConfigError
 from ..fileio import atomic_write_json
 from ..manifest import BundleManifest
+from ..provenance import built_from, profile_key, stamp
 from . import get_target, load_artifact
 
 RAPL_ROOT = Path("/sys/class/powercap/intel-rapl:0")
@@ -167,14 +168,17 @@ def measure(model: Any, feeds: dict[str, np.ndarray], iterations: int, warmup: i
     return row
 
 
-def _save_latency(bundle_dir: Path, measured: BundleManifest, depths: list[int], key: str) -> None:
-    """Only the manifest changes (an atomic rewrite of the current one; artifacts untouched)."""
+def _save_latency(bundle_dir: Path, measured: BundleManifest, graphs: dict[int, str | None], key: str) -> None:
+    """Only the manifest changes (an atomic rewrite of the current one; artifacts untouched).
+    Each result records the graph it was measured on (`graphs`: depth -> sha256), so a
+    later re-quantize or re-compile from another graph makes it stale, never silently reused."""
     fresh = BundleManifest.load(bundle_dir)
-    for d in depths:
+    for d, sha in graphs.items():
         src, dst = measured.depth(d), fresh.depth(d)
         dst.latency_ms[key] = src.latency_ms[key]
         if key in src.energy_mj:
             dst.energy_mj[key] = src.energy_mj[key]
+        stamp(dst, profile_key(*key.split("/")), sha)
     fresh.save(bundle_dir)
 
 
@@ -196,8 +200,9 @@ def profile_bundle(bundle_dir: str | Path, target: str, precision: str, batches:
     x_all = np.random.default_rng(seed).normal(size=(max(batches), *manifest.input_shape)).astype(np.float32)
     load_opts: dict[str, Any] = {"device": device, **({"threads": threads} if threads else {})}
     # all depths compiled/loaded once, as the runtime does; then measured one after another
-    models = {d: load_artifact(bundle_dir, depth_artifact(manifest.depth(d), t, precision), t, **load_opts)
-              for d in selected}
+    artifacts = {d: depth_artifact(manifest.depth(d), t, precision) for d in selected}
+    models = {d: load_artifact(bundle_dir, a, t, holder=manifest.depth(d), where=f"depth {d}", **load_opts)
+              for d, a in artifacts.items()}
     bar = progress_bar(len(selected) * len(batches), f"profile {key}", "run", progress)
     rows: list[dict[str, Any]] = []
     for d in selected:
@@ -214,7 +219,7 @@ def profile_bundle(bundle_dir: str | Path, target: str, precision: str, batches:
                     bar.update(1)
     if bar is not None:
         bar.close()
-    _save_latency(bundle_dir, manifest, selected, key)
+    _save_latency(bundle_dir, manifest, {d: built_from(a) for d, a in artifacts.items()}, key)
     result = {"bundle": str(bundle_dir), "target": t.name, "precision": precision, "device": device or t.default_device,
               "iterations": iterations, "warmup": warmup, "batches": batches, "energy_meter": meter,
               "target_info": t.describe(), "rows": rows,
