@@ -190,14 +190,15 @@ def bundle_findings(bundle: Path, machine: str) -> List[Finding]:
     """Per artifact kind (format, precision): how many load here; each one that does not, with
     the command that makes it load."""
     from .manifest import BundleManifest
+    from .provenance import holders
 
     manifest = BundleManifest.load(bundle)
-    artifacts = manifest.all_artifacts()
-    kinds = sorted({(a.format, a.precision) for a in artifacts})
+    listed = [(holder, a) for _, holder in holders(manifest) for a in holder.artifacts]
+    kinds = sorted({(a.format, a.precision) for _, a in listed})
     found = []
     for fmt, precision in kinds:
-        group = [a for a in artifacts if (a.format, a.precision) == (fmt, precision)]
-        problems = [p for p in (artifact_problem(bundle, a, machine) for a in group) if p is not None]
+        group = [(h, a) for h, a in listed if (a.format, a.precision) == (fmt, precision)]
+        problems = [p for p in (artifact_problem(bundle, a, machine, h) for h, a in group) if p is not None]
         name = f"{fmt} {precision}"
         if not problems:
             found.append(Finding("bundle", name, True, f"{len(group)} artifacts load here"))
@@ -208,11 +209,12 @@ def bundle_findings(bundle: Path, machine: str) -> List[Finding]:
     return found
 
 
-def artifact_problem(bundle: Path, artifact: Any, machine: str) -> Optional[tuple]:
+def artifact_problem(bundle: Path, artifact: Any, machine: str, holder: Any = None) -> Optional[tuple]:
     """(path, problem, fix) when `artifact` would not load on this machine, else None: the
     checks `load_artifact` makes before it loads (engine present, built for this engine version
-    and GPU, files intact)."""
+    and GPU, built from the holder's current graph, files intact)."""
     from .errors import GlonetError
+    from .provenance import staleness
     from .targets import get_target, list_targets
 
     targets = [get_target(n) for n in list_targets() if get_target(n).artifact_format == artifact.format]
@@ -225,6 +227,9 @@ def artifact_problem(bundle: Path, artifact: Any, machine: str) -> Optional[tupl
         importlib.import_module(target.library)
     except Exception:  # noqa: BLE001
         return artifact.path, f"{target.name} is not installed", install_hint(target.name, machine)
+    stale = staleness(holder, artifact) if holder is not None else None
+    if stale is not None:
+        return artifact.path, f"stale: {stale[0]}", rebuild
     try:
         target.check_artifact(artifact.extra)
         artifact.resolve(bundle, verify=True)

@@ -105,6 +105,12 @@ def test_verify_reports_each_stale_engine_with_its_compile_command(compiled, cap
     assert len(lines) == 1 and "depth 1 openvino/int8" in lines[0] and "built from an older" in lines[0]
     assert f"`glonet compile {compiled} --target openvino --precision int8`" in lines[0]
     assert "stale" in out.err and "Traceback" not in out.err
+    # doctor, asked about the bundle, says the same engine will not load here and how to rebuild it
+    assert main(["doctor", str(compiled), "--json"]) == 0
+    findings = [f for f in json.loads(capsys.readouterr().out)["findings"] if f["section"] == "bundle"]
+    bad = [f for f in findings if not f["ok"]]
+    assert len(bad) == 1 and "stale" in bad[0]["value"] and "depth_001.int8" in bad[0]["value"]
+    assert bad[0]["fix"] == f"glonet compile {compiled} --target openvino --precision int8"
 
 
 def test_runtime_and_cli_refuse_a_stale_engine_with_the_command(compiled, capsys):
