@@ -16,10 +16,10 @@ pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
 
 from glonet_edge.cli import main  # noqa: E402
-from glonet_edge.errors import ConfigError  # noqa: E402
+from glonet_edge.errors import ArtifactError, ConfigError  # noqa: E402
 from glonet_edge.export import export_bundle  # noqa: E402
 from glonet_edge.manifest import BundleManifest  # noqa: E402
-from glonet_edge.report.report import write_report  # noqa: E402
+from glonet_edge.report.report import NO_SIMULATION, write_report  # noqa: E402
 from glonet_edge.train.trainer import TrainSettings, train_run  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -119,9 +119,22 @@ def test_simulate_results_are_included(run_and_bundle, tmp_path):
     policies = {name: {"inferences": 10 * i + 1, "mean_score": 0.9, "energy_j": 1.5, "depth_switches": i}
                 for i, name in enumerate(("power-aware", "full-depth", "min-depth"))}
     (sim / "simulate.json").write_text(json.dumps({"policies": policies}))
-    write_report(run_and_bundle[1], tmp_path / "r.html", simulate=sim, explain=False)
+    assert main(["report", str(run_and_bundle[1]), "--out", str(tmp_path / "r.html"), "--sim", str(sim),
+                 "--no-explain"]) == 0
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
-    assert 'id="power"' in page and "power-aware" in page and "depth_switches" in page
+    assert 'id="power"' in page and "power-aware" in page and "switches" in page
+    assert NO_SIMULATION not in page
+
+
+def test_missing_simulation_is_said_on_the_page_and_stderr(run_and_bundle, tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert main(["report", str(run_and_bundle[1]), "--out", str(out), "--no-explain"]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert NO_SIMULATION in page and 'id="power"' not in page
+    captured = capsys.readouterr()
+    assert NO_SIMULATION in captured.err and NO_SIMULATION not in captured.out
+    with pytest.raises(ArtifactError, match="--sim"):
+        write_report(run_and_bundle[1], out, simulate=tmp_path / "nowhere", explain=False)
 
 
 def test_neither_bundle_nor_run_is_refused(tmp_path):

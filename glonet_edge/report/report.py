@@ -8,8 +8,8 @@ Sections (each only when its data exists):
 - block contributions (`glonet explain`) and training (score at every cut, learning curve),
   when a checkpoint is given or the bundle's source checkpoint is reachable (export.json
   names it and its weights match the manifest's sha256);
-- the power policies of `glonet simulate` when its simulate.json is given or sits in the
-  pipeline's place (BUNDLE/../simulate/simulate.json);
+- the power policies of `glonet simulate` when its output directory is given (--sim DIR) or
+  sits in the pipeline's place (BUNDLE/../simulate/simulate.json); a note says when there is none;
 - the environment: where the report was made and where the bundle was exported.
 
 The page needs nothing but itself: plots are PNG embedded as base64 `data:` URIs, the style
@@ -30,6 +30,7 @@ from ..fileio import atomic_write_text, read_json, sha256_file
 from ..manifest import MANIFEST_NAME, BundleManifest
 
 EXPORT_REPORT = "export.json"  # written by export_bundle next to the manifest
+NO_SIMULATION = "no simulation found; run glonet simulate BUNDLE --out DIR and pass --sim DIR"
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto; max-width: 1150px;
@@ -107,6 +108,9 @@ def gather(source: str | Path, run_dir: str | Path | None = None, simulate: str 
     sim_path = _simulate_path(source, simulate) if (manifest is not None or simulate is not None) else None
     if sim_path is not None:
         info["simulate"] = {"path": str(sim_path), "result": read_json(sim_path, "simulate result")}
+    elif manifest is not None:
+        # Said, not silently skipped: a simulation written elsewhere is easy to miss otherwise.
+        info["notes"].append(NO_SIMULATION)
     from .environment import environment
 
     info["environment"] = environment()
@@ -142,7 +146,7 @@ def _simulate_path(source: Path, given: str | Path | None) -> Path | None:
         path = Path(given)
         path = path / "simulate.json" if path.is_dir() else path
         if not path.is_file():
-            raise ArtifactError(f"--simulate {given}: no simulate.json there; run `glonet simulate ... --out DIR` first")
+            raise ArtifactError(f"--sim {given}: no simulate.json there; run `glonet simulate ... --out DIR` first")
         return path
     pipeline_place = source.parent / "simulate" / "simulate.json"  # `glonet pipeline` work directory layout
     return pipeline_place if pipeline_place.is_file() else None
