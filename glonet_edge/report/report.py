@@ -45,6 +45,8 @@ tr.rejected td { background: #fff1f0; }
 img { max-width: 100%; border: 1px solid #e3e7eb; margin: 0.5em 0; }
 .kv td:first-child { text-align: left; font-weight: 600; background: #f7f9fa; }
 .kv td { text-align: left; }
+.scroll { overflow-x: auto; max-width: 100%; }
+.kv td { overflow-wrap: anywhere; }  /* long paths and hashes wrap instead of widening */
 """
 
 
@@ -176,12 +178,13 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None,
     for r in rows:
         css = f' class="{row_class}"' if row_class and r.get(f"_{row_class}") else ""
         body.append(f"<tr{css}>" + "".join(f"<td{cls(c)}>{html.escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    # The wrapper scrolls sideways if a table is still wider than the screen (a phone): the page never does.
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _kv(pairs: Sequence[tuple[str, Any]]) -> str:
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(_fmt(v))}</td></tr>" for k, v in pairs)
-    return f'<table class="kv"><tbody>{rows}</tbody></table>'
+    return f'<div class="scroll"><table class="kv"><tbody>{rows}</tbody></table></div>'
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -381,18 +384,6 @@ def _section_training(info: dict[str, Any]) -> str:
     return _kv(pairs) + _img(_training_plot(metrics), "score at every cut depth and training curve")
 
 
-def _section_simulate(info: dict[str, Any]) -> str:
-    sim = info["simulate"]
-    policies = sim["result"].get("policies", {})
-    rows = [{"policy": name, **{k: v for k, v in p.items() if isinstance(v, (int, float, str, bool)) or v is None}}
-            for name, p in policies.items()]
-    parts = [_p(f"From {sim['path']}."), _table(rows, text_cols=("policy",))]
-    png = Path(sim["path"]).with_suffix(".png")
-    if png.is_file():
-        parts.append(_img(png.read_bytes(), "simulated depth and battery over the power trace"))
-    return "".join(parts)
-
-
 def _section_environment(info: dict[str, Any]) -> str:
     env = info["environment"]
     pairs = [("report generated", f"{env['date_utc']} UTC by glonet-edge {__version__}"), ("platform", env["platform"]),
@@ -422,7 +413,9 @@ def render(info: dict[str, Any]) -> str:
 
             sections.append(("adaptive", "Adaptive serving (early exit)", section(info)))
     if info.get("simulate"):
-        sections.append(("power", "Power policies (simulated)", _section_simulate(info)))
+        from .power import section as power_section
+
+        sections.append(("power", "Power policies (simulated)", power_section(info)))
     if info.get("explain"):
         sections.append(("explain", "Block contributions", _section_explain(info)))
     if run:
