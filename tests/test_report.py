@@ -137,6 +137,24 @@ def test_missing_simulation_is_said_on_the_page_and_stderr(run_and_bundle, tmp_p
         write_report(run_and_bundle[1], out, simulate=tmp_path / "nowhere", explain=False)
 
 
+def test_compiled_targets_are_summarised_not_dumped_as_json(run_and_bundle):
+    from glonet_edge.report.report import _section_family, gather
+
+    info = gather(run_and_bundle[1], explain=False)
+    info["manifest"]["targets"] = {"openvino": {
+        "target": "openvino", "openvino": "2026.4.1-22982-e213a147257-releases/2026/4", "device": "CPU",
+        "devices": {"CPU": "Intel(R) Xeon(R) Processor"}, "precisions": ["fp32"], "depths": [1, 2, 3, 4],
+        "compile_config": {"fp32": {"PERFORMANCE_HINT": "LATENCY"}}, "compiled_with": "glonet-edge 0.1.0"}}
+    for e in info["manifest"]["depths"]:
+        e["artifacts"].append({"format": "openvino", "precision": "fp32", "path": f"openvino/d{e['depth']}.xml",
+                               "sha256": "0" * 64, "bytes": 10})
+    section = _section_family(info).split("Compiled targets")[1]
+    assert "{" not in section and "PERFORMANCE_HINT" not in section  # no raw JSON
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", section)
+    assert cells == ["openvino", "CPU", "fp32", "1, 2, 3, 4", "4 openvino graphs",
+                     "openvino 2026.4.1-22982; built by glonet-edge 0.1.0"]
+
+
 def test_neither_bundle_nor_run_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="neither a bundle"):
         write_report(tmp_path, tmp_path / "x.html")

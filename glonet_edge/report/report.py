@@ -20,7 +20,7 @@ an artifact store).
 from __future__ import annotations
 
 import html
-import json
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -37,7 +37,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; ma
        color: #1d2329; padding: 0 1em; line-height: 1.4; }
 h1 { margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #dde3ea; padding-bottom: 0.2em; margin-top: 1.8em; }
 .sub { color: #5b6770; margin-top: 0; } .note { color: #5b6770; font-size: 0.92em; }
-nav a { margin-right: 1em; color: #2160a8; }
+nav a { margin-right: 1em; color: #2160a8; display: inline-block; }  /* a link wraps whole */
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.88em; }
 th, td { border: 1px solid #d5dbe1; padding: 0.25em 0.6em; text-align: right; vertical-align: top; }
 th { background: #f0f3f6; } td.text, th.text { text-align: left; }
@@ -46,7 +46,7 @@ img { max-width: 100%; border: 1px solid #e3e7eb; margin: 0.5em 0; }
 .kv td:first-child { text-align: left; font-weight: 600; background: #f7f9fa; }
 .kv td { text-align: left; }
 .scroll { overflow-x: auto; max-width: 100%; }
-.kv td { overflow-wrap: anywhere; }  /* long paths and hashes wrap instead of widening */
+.kv td + td { overflow-wrap: anywhere; }  /* long paths and hashes wrap instead of widening */
 """
 
 
@@ -298,9 +298,32 @@ def _section_family(info: dict[str, Any]) -> str:
             (f"deepest graph alone (depth {storage.get('full_graph_depth')})", f"{_fmt(storage.get('full_graph_bytes'))} B"),
         ])]
     if m.get("targets"):
-        parts += ["<h3>Compiled targets</h3>",
-                  _kv([(name, json.dumps(t, sort_keys=True)[:400]) for name, t in sorted(m["targets"].items())])]
+        rows = [_target_row(name, t, m) for name, t in sorted(m["targets"].items())]
+        parts += ["<h3>Compiled targets</h3>", _table(rows, text_cols=tuple(rows[0]))]
     return "".join(parts)
+
+
+_VERSION = re.compile(r"\d+(\.\d+)+(-\d+)?")  # 2026.4.1-22982 of OpenVINO's long build string
+
+
+def _target_row(name: str, target: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+    """One readable row per compiled target (manifest.targets holds engine-specific settings: a
+    reader wants where it runs, in which precisions, from how many files, built by what)."""
+    precisions = target.get("precisions") or []
+    subdir = target.get("subdir") or name
+    arts = [a for e in manifest["depths"] + manifest.get("segments", []) for a in e.get("artifacts", [])
+            if a.get("precision") in precisions]
+    own = [a for a in arts if a["format"] == name or a["path"].startswith(f"{subdir}/")]
+    # A target that runs the exported ONNX graphs (onnxruntime) builds no files of its own.
+    onnx = [a for a in arts if a["format"] == "onnx"]
+    files = f"{len(own)} {name} graphs" if own else f"{len(onnx)} ONNX graphs, run as exported"
+    versions = [f"{k} {_VERSION.match(v).group(0)}" for k, v in sorted(target.items())
+                if isinstance(v, str) and _VERSION.match(v)]
+    if target.get("compiled_with"):
+        versions.append(f"built by {target['compiled_with']}")
+    return {"target": name, "device": target.get("device", "–"), "precisions": ", ".join(precisions) or "–",
+            "depths": ", ".join(str(d) for d in target.get("depths", [])) or "–", "artifacts": files,
+            "versions": "; ".join(versions) or "–"}
 
 
 def _section_quantization(info: dict[str, Any]) -> str:
