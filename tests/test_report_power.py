@@ -16,7 +16,7 @@ def _policy(inferences: int, depths: list[int], battery: list[float | None]) -> 
     return {"inferences": inferences, "mean_score": 0.96123, "energy_j": 12.5, "depth_switches": 3,
             "total_energy_j": 20.25, "baseline_energy_j": 7.75, "energy_per_inference_mj": 0.123456,
             "mean_depth": 17.333, "simulated_s": 3600.0, "on_battery_s": 3600.0, "battery_empty": True,
-            "battery_empty_at_s": 5400.0, "inferences_on_battery": inferences, "inferences_per_charge": inferences,
+            "battery_empty_at_s": 5400.0, "inferences_on_battery": inferences, "inferences_per_charge": 2 * inferences,
             "min_time_between_switches_s": 60.0, "time_at_depth_s": {"4": 10.0}, "inferences_at_depth": {"4": 5},
             "switches": [[0.0, 4, 8]], "timeline": {"t_s": [0.0, 1800.0, 3600.0], "depth": depths,
                                                     "battery_pct": battery, "tier": [0, 0, 1]}}
@@ -34,7 +34,11 @@ def test_policy_table_keeps_the_readers_columns_formatted():
     assert "mean accuracy" in columns and "mJ per inference" in columns and "depth switches" in columns
     pa = rows[0]
     assert pa["inferences"] == "1,234,567" and pa["mean accuracy"] == "0.9612" and pa["mean depth"] == "17.3"
-    assert pa["mJ per inference"] == "0.123" and pa["battery empty at"] == "1.50 h"
+    assert pa["mJ per inference"] == "0.123" and pa["battery empty at"] == "1.50 h" and pa["energy (J)"] == "20.25"
+    assert policy_rows({**RESULT, "policies": {"a": {**_policy(5, [1], [None]), "total_energy_j": 162345.6}}})[0][0][
+        "energy (J)"] == "162,346"  # not 1.623e+05
+    one_charge = {"metric": "accuracy", "policies": {"a": {**_policy(5, [1], [1.0]), "inferences_per_charge": 5}}}
+    assert "inferences per charge" not in policy_rows(one_charge)[1]  # the same numbers twice: shown once
     no_battery = {"metric": "accuracy", "policies": {"a": {**_policy(5, [1], [None]), "inferences_per_charge": None,
                                                            "battery_empty_at_s": None}}}
     assert "inferences per charge" not in policy_rows(no_battery)[1]  # no column that is empty everywhere

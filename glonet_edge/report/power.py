@@ -22,6 +22,11 @@ def _count(v: int) -> str:
     return f"{v:,}"
 
 
+def _amount(v: float) -> str:
+    """4 significant digits, but never 1.62e+05 (a reader compares these at a glance)."""
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+
+
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
@@ -31,7 +36,7 @@ def _columns(metric: str) -> list[tuple[str, str, Callable[[Any], str]]]:
     return [("inferences", "inferences", _count), ("inferences per charge", "inferences_per_charge", _count),
             (f"mean {metric}", "mean_score", "{:.4f}".format), ("mean depth", "mean_depth", "{:.1f}".format),
             ("mJ per inference", "energy_per_inference_mj", "{:.3g}".format),
-            ("energy (J)", "total_energy_j", "{:.4g}".format), ("depth switches", "depth_switches", _count),
+            ("energy (J)", "total_energy_j", _amount), ("depth switches", "depth_switches", _count),
             ("battery empty at", "battery_empty_at_s", _hours)]
 
 
@@ -47,6 +52,8 @@ def policy_rows(result: dict[str, Any]) -> tuple[list[dict[str, str]], list[str]
             row[heading] = fmt(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
         rows.append(row)
     used = ["policy"] + [h for h, _, _ in _columns(result.get("metric", "score")) if any(r[h] is not None for r in rows)]
+    if all(r["inferences per charge"] == r["inferences"] for r in rows):  # the trace is one charge: say it once
+        used = [h for h in used if h != "inferences per charge"]
     return rows, used
 
 
