@@ -228,24 +228,14 @@ def _tradeoff_plot(manifest: dict[str, Any]) -> bytes:
         pts = [(e["depth"], e["metrics"][prec][metric]) for e in depths if metric in e.get("metrics", {}).get(prec, {})]
         ax_score.plot(*zip(*pts), "o-", ms=4, label=prec)
     ax_score.set(xlabel="depth", ylabel=f"held-out {metric}", title="score per depth")
-    ax_score.legend()
+    ax_score.legend(fontsize=8, framealpha=0.85)
     if latency_keys:
         for key in latency_keys:
             pts = [(e["depth"], e["latency_ms"][key]["p50"]) for e in depths if key in e.get("latency_ms", {})]
             ax_cost.plot(*zip(*pts), "o-", ms=4, label=key)
         ax_cost.set(xlabel="depth", ylabel="p50 latency (ms)", title="latency per depth")
-        ax_cost.legend(fontsize=8)
-        ax_trade = rest.pop(0)
-        for key in latency_keys:
-            prec = key.split("/")[-1]
-            pts = [(e["latency_ms"][key]["p50"], e["metrics"][prec][metric], e["depth"]) for e in depths
-                   if key in e.get("latency_ms", {}) and metric in e.get("metrics", {}).get(prec, {})]
-            if pts:
-                ax_trade.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=4, label=key)
-                for x, y, d in pts:
-                    ax_trade.annotate(str(d), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax_trade.set(xlabel="p50 latency (ms)", ylabel=f"held-out {metric}", title="trade-off (labels: depth)")
-        ax_trade.legend(fontsize=8)
+        ax_cost.legend(fontsize=8, framealpha=0.85)
+        _tradeoff_panel(rest.pop(0), depths, latency_keys, metric)
     else:
         ax_cost.plot([e["depth"] for e in depths], [e["macs"] for e in depths], "o-", ms=4)
         ax_cost.set(xlabel="depth", ylabel="MACs per sample", title="compute per depth (no latency profiled yet)")
@@ -256,12 +246,30 @@ def _tradeoff_plot(manifest: dict[str, Any]) -> bytes:
             pts = [(e["depth"], e["energy_mj"][key]) for e in depths if key in e.get("energy_mj", {})]
             ax_energy.plot(*zip(*pts), "o-", ms=4, label=key)
         ax_energy.set(xlabel="depth", ylabel="mJ per inference", title="energy per depth")
-        ax_energy.legend(fontsize=8)
+        ax_energy.legend(fontsize=8, framealpha=0.85)
     for ax in rest:
         ax.set_axis_off()
     for ax in depth_axes:
         integer_x(ax)
     return finish(fig)
+
+
+def _tradeoff_panel(ax: Any, depths: list[dict[str, Any]], latency_keys: list[str], metric: str) -> None:
+    """Score against latency, one line per target/precision, points labelled with their depth
+    where a label fits without covering another (the depth table lists them all)."""
+    from .plots import place_labels
+
+    labels = []
+    for key in latency_keys:
+        prec = key.split("/")[-1]
+        pts = [(e["latency_ms"][key]["p50"], e["metrics"][prec][metric], e["depth"]) for e in depths
+               if key in e.get("latency_ms", {}) and metric in e.get("metrics", {}).get(prec, {})]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=4, label=key)
+            labels += [(x, y, str(d)) for x, y, d in pts]
+    ax.set(xlabel="p50 latency (ms)", ylabel=f"held-out {metric}", title="trade-off (labels: depth)")
+    ax.legend(fontsize=8, framealpha=0.85)
+    place_labels(ax, labels)
 
 
 def _section_tradeoff(info: dict[str, Any]) -> str:
@@ -382,8 +390,10 @@ def _training_plot(metrics: dict[str, Any]) -> bytes:
         twin = ax_curve.twinx()
         twin.plot(epochs, [c["val_score"] for c in curve], "g-", label=f"val {metrics['metric']}")
         twin.set_ylabel(f"val {metrics['metric']}")
-        ax_curve.legend(loc="upper left")
-        twin.legend(loc="upper right")
+        # One legend for both y axes, below the panel: inside it covered the curves' start.
+        handles = ax_curve.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax_curve.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8,
+                        frameon=False)
         integer_x(ax_curve)
     else:
         ax_curve.set_axis_off()
