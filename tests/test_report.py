@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import shutil
@@ -25,10 +26,22 @@ from glonet_edge.train.trainer import TrainSettings, train_run  # noqa: E402
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-# Appended to a copy of the page: after load, record each <img>'s decoded size in the DOM.
-PROBE = ("<script>window.addEventListener('load', () => document.body.setAttribute('data-imgs', "
-         "[...document.images].map(i => i.complete + ':' + i.naturalWidth + 'x' + i.naturalHeight).join(',')));"
+# Appended to a copy of the page: after load, report each <img>'s decoded size, the page's width
+# against its viewport's (no sideways scrolling), and the elements sticking out of the viewport
+# or overflowing their own box (a long path) outside a scrolling wrapper, to name the culprit,
+# to the framing page below.
+PROBE = ("<script>window.addEventListener('load', () => parent.postMessage(JSON.stringify({"
+         "imgs: [...document.images].map(i => i.complete + ':' + i.naturalWidth + 'x' + i.naturalHeight),"
+         "view: window.innerWidth, scroll: document.documentElement.scrollWidth,"
+         "overflow: [...document.querySelectorAll('body *')].filter(e => !e.closest('.scroll') && "
+         "(e.getBoundingClientRect().right > window.innerWidth + 1 || e.scrollWidth > e.clientWidth + 1))"
+         ".map(e => e.tagName + '.' + e.className + ' ' + e.textContent.slice(0, 40))}), '*'));"
          "</script>")
+# Headless Chromium's window is at least 500 px wide, so a phone's width is an iframe of that width;
+# the page inside posts its measurements here, where --dump-dom sees them.
+FRAME = ('<!DOCTYPE html><html><body style="margin:0"><iframe src="{src}" style="border:0;width:{width}px;'
+         'height:2000px"></iframe><script>window.addEventListener("message", e => '
+         'document.body.setAttribute("data-probe", e.data));</script></body></html>')
 
 
 @pytest.fixture(scope="module")
@@ -166,27 +179,46 @@ def _chromium(*args: str) -> subprocess.CompletedProcess:
                               capture_output=True, text=True, timeout=120)
 
 
+def _simulation(root: Path) -> Path:
+    """A simulate output with every column the power table shows and a timeline to plot."""
+    sim = root / "sim"
+    sim.mkdir()
+    timeline = {"t_s": [0.0, 3600.0, 7200.0], "depth": [4, 2, 1], "battery_pct": [100.0, 50.0, 0.0], "tier": [0, 1, 2]}
+    policy = {"inferences": 2098271744, "inferences_per_charge": 1049135872, "mean_score": 0.97491,
+              "mean_depth": 2.04, "energy_per_inference_mj": 0.0772, "total_energy_j": 162036.2,
+              "depth_switches": 12, "battery_empty_at_s": 19512.0, "timeline": timeline}
+    policies = {name: policy for name in ("power-aware", "full-depth", "min-depth", "adaptive")}
+    (sim / "simulate.json").write_text(json.dumps({"metric": "accuracy", "policies": policies}))
+    return sim
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (apt-get install chromium)")
-def test_report_renders_in_headless_chromium(profiled_bundle, tmp_path):
+@pytest.mark.parametrize("width", [1400, 390])  # a desktop window and a phone
+def test_report_renders_in_headless_chromium(profiled_bundle, tmp_path, width):
     out = tmp_path / "report.html"
-    write_report(profiled_bundle, out)
+    write_report(profiled_bundle, out, simulate=_simulation(tmp_path))
     page = out.read_text(encoding="utf-8")
-    probe = tmp_path / "probe.html"
-    probe.write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    dom = _chromium("--virtual-time-budget=5000", "--dump-dom", probe.as_uri())
-    found = re.search(r'data-imgs="([^"]*)"', dom.stdout)
+    (tmp_path / "probe.html").write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    frame = tmp_path / "frame.html"
+    frame.write_text(FRAME.format(src="probe.html", width=width), encoding="utf-8")
+    dom = _chromium("--virtual-time-budget=5000", f"--window-size={width + 100},2100", "--dump-dom", frame.as_uri())
+    found = re.search(r'data-probe="([^"]*)"', dom.stdout)
     assert found, f"page did not load: {dom.stderr[-500:]}"
-    images = found.group(1).split(",")
-    assert len(images) == page.count("<img") == 3
+    probe = json.loads(html.unescape(found.group(1)))
+    images = probe["imgs"]
+    assert len(images) == page.count("<img") == 5  # trade-off, exits, power, explain, training
     for img in images:
         complete, size = img.split(":")
-        width, height = map(int, size.split("x"))
-        assert complete == "true" and width > 100 and height > 100, f"an image did not decode: {images}"
+        width_px, height = map(int, size.split("x"))
+        assert complete == "true" and width_px > 100 and height > 100, f"an image did not decode: {images}"
+    assert probe["view"] == width, "the page is not laid out at the width asked for"
+    assert probe["scroll"] <= width and not probe["overflow"], f"the page scrolls sideways: {probe}"
 
     shot = tmp_path / "shot.png"
-    _chromium(f"--screenshot={shot}", "--window-size=1200,2000", out.as_uri())
+    frame.write_text(FRAME.format(src=out.name, width=width), encoding="utf-8")
+    _chromium(f"--screenshot={shot}", f"--window-size={max(width, 500)},2000", frame.as_uri())
     from matplotlib.image import imread
 
-    pixels = imread(shot)
-    assert pixels.shape[0] == 2000 and pixels.shape[1] == 1200
+    pixels = imread(shot)[:, :width]
+    assert pixels.shape[0] == 2000 and pixels.shape[1] == width
     assert pixels.std() > 0.05, "the screenshot is blank"

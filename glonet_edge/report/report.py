@@ -46,6 +46,10 @@ img { max-width: 100%; border: 1px solid #e3e7eb; margin: 0.5em 0; }
 .kv td:first-child { text-align: left; font-weight: 600; background: #f7f9fa; }
 .kv td { text-align: left; }
 .scroll { overflow-x: auto; max-width: 100%; }
+p, h1, h2, h3 { overflow-wrap: anywhere; }  /* a long path breaks rather than widening a phone's page */
+/* A two-panel figure shrunk to a phone's width is unreadable: there it keeps a legible size and
+   pans inside its wrapper (the page itself never scrolls sideways). */
+@media (max-width: 700px) { .plot img { max-width: none; width: 720px; } body { margin: 1em auto; } }
 .kv td + td { overflow-wrap: anywhere; }  /* long paths and hashes wrap instead of widening */
 """
 
@@ -190,7 +194,7 @@ def _kv(pairs: Sequence[tuple[str, Any]]) -> str:
 def _img(png: bytes, alt: str) -> str:
     from .plots import data_uri
 
-    return f'<img alt="{html.escape(alt)}" src="{data_uri(png)}">'
+    return f'<div class="scroll plot"><img alt="{html.escape(alt)}" src="{data_uri(png)}"></div>'
 
 
 def _p(text: str, cls: str = "") -> str:
