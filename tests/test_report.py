@@ -118,7 +118,7 @@ def test_run_report_and_missing_source_run(run_and_bundle, tmp_path):
     info = write_report(moved, tmp_path / "moved.html", explain=False)
     assert "run" not in info and any("not on this machine" in n for n in info["notes"])
     info = write_report(moved, tmp_path / "given.html", run_dir=run, explain=False)
-    assert info["run"]["path"] == str(run) and not info["notes"]
+    assert info["run"]["path"] == str(run) and info["notes"] == [NO_SIMULATION]  # the only note
 
     other = tmp_path / "other-run"
     train_run("glonet-fc", 2, "digits", other, settings=TrainSettings(epochs=1), progress=False)
