@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import shutil
@@ -16,19 +17,31 @@ pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
 
 from glonet_edge.cli import main  # noqa: E402
-from glonet_edge.errors import ConfigError  # noqa: E402
+from glonet_edge.errors import ArtifactError, ConfigError  # noqa: E402
 from glonet_edge.export import export_bundle  # noqa: E402
 from glonet_edge.manifest import BundleManifest  # noqa: E402
-from glonet_edge.report.report import write_report  # noqa: E402
+from glonet_edge.report.report import NO_SIMULATION, write_report  # noqa: E402
 from glonet_edge.train.trainer import TrainSettings, train_run  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-# Appended to a copy of the page: after load, record each <img>'s decoded size in the DOM.
-PROBE = ("<script>window.addEventListener('load', () => document.body.setAttribute('data-imgs', "
-         "[...document.images].map(i => i.complete + ':' + i.naturalWidth + 'x' + i.naturalHeight).join(',')));"
+# Appended to a copy of the page: after load, report each <img>'s decoded size, the page's width
+# against its viewport's (no sideways scrolling), and the elements sticking out of the viewport
+# or overflowing their own box (a long path) outside a scrolling wrapper, to name the culprit,
+# to the framing page below.
+PROBE = ("<script>window.addEventListener('load', () => parent.postMessage(JSON.stringify({"
+         "imgs: [...document.images].map(i => i.complete + ':' + i.naturalWidth + 'x' + i.naturalHeight),"
+         "view: window.innerWidth, scroll: document.documentElement.scrollWidth,"
+         "overflow: [...document.querySelectorAll('body *')].filter(e => !e.closest('.scroll') && "
+         "(e.getBoundingClientRect().right > window.innerWidth + 1 || e.scrollWidth > e.clientWidth + 1))"
+         ".map(e => e.tagName + '.' + e.className + ' ' + e.textContent.slice(0, 40))}), '*'));"
          "</script>")
+# Headless Chromium's window is at least 500 px wide, so a phone's width is an iframe of that width;
+# the page inside posts its measurements here, where --dump-dom sees them.
+FRAME = ('<!DOCTYPE html><html><body style="margin:0"><iframe src="{src}" style="border:0;width:{width}px;'
+         'height:2000px"></iframe><script>window.addEventListener("message", e => '
+         'document.body.setAttribute("data-probe", e.data));</script></body></html>')
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +118,7 @@ def test_run_report_and_missing_source_run(run_and_bundle, tmp_path):
     info = write_report(moved, tmp_path / "moved.html", explain=False)
     assert "run" not in info and any("not on this machine" in n for n in info["notes"])
     info = write_report(moved, tmp_path / "given.html", run_dir=run, explain=False)
-    assert info["run"]["path"] == str(run) and not info["notes"]
+    assert info["run"]["path"] == str(run) and info["notes"] == [NO_SIMULATION]  # the only note
 
     other = tmp_path / "other-run"
     train_run("glonet-fc", 2, "digits", other, settings=TrainSettings(epochs=1), progress=False)
@@ -119,9 +132,40 @@ def test_simulate_results_are_included(run_and_bundle, tmp_path):
     policies = {name: {"inferences": 10 * i + 1, "mean_score": 0.9, "energy_j": 1.5, "depth_switches": i}
                 for i, name in enumerate(("power-aware", "full-depth", "min-depth"))}
     (sim / "simulate.json").write_text(json.dumps({"policies": policies}))
-    write_report(run_and_bundle[1], tmp_path / "r.html", simulate=sim, explain=False)
+    assert main(["report", str(run_and_bundle[1]), "--out", str(tmp_path / "r.html"), "--sim", str(sim),
+                 "--no-explain"]) == 0
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
-    assert 'id="power"' in page and "power-aware" in page and "depth_switches" in page
+    assert 'id="power"' in page and "power-aware" in page and "switches" in page
+    assert NO_SIMULATION not in page
+
+
+def test_missing_simulation_is_said_on_the_page_and_stderr(run_and_bundle, tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert main(["report", str(run_and_bundle[1]), "--out", str(out), "--no-explain"]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert NO_SIMULATION in page and 'id="power"' not in page
+    captured = capsys.readouterr()
+    assert NO_SIMULATION in captured.err and NO_SIMULATION not in captured.out
+    with pytest.raises(ArtifactError, match="--sim"):
+        write_report(run_and_bundle[1], out, simulate=tmp_path / "nowhere", explain=False)
+
+
+def test_compiled_targets_are_summarised_not_dumped_as_json(run_and_bundle):
+    from glonet_edge.report.report import _section_family, gather
+
+    info = gather(run_and_bundle[1], explain=False)
+    info["manifest"]["targets"] = {"openvino": {
+        "target": "openvino", "openvino": "2026.4.1-22982-e213a147257-releases/2026/4", "device": "CPU",
+        "devices": {"CPU": "Intel(R) Xeon(R) Processor"}, "precisions": ["fp32"], "depths": [1, 2, 3, 4],
+        "compile_config": {"fp32": {"PERFORMANCE_HINT": "LATENCY"}}, "compiled_with": "glonet-edge 0.1.0"}}
+    for e in info["manifest"]["depths"]:
+        e["artifacts"].append({"format": "openvino", "precision": "fp32", "path": f"openvino/d{e['depth']}.xml",
+                               "sha256": "0" * 64, "bytes": 10})
+    section = _section_family(info).split("Compiled targets")[1]
+    assert "{" not in section and "PERFORMANCE_HINT" not in section  # no raw JSON
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", section)
+    assert cells == ["openvino", "CPU", "fp32", "1, 2, 3, 4", "4 openvino graphs",
+                     "openvino 2026.4.1-22982; built by glonet-edge 0.1.0"]
 
 
 def test_neither_bundle_nor_run_is_refused(tmp_path):
@@ -135,27 +179,46 @@ def _chromium(*args: str) -> subprocess.CompletedProcess:
                               capture_output=True, text=True, timeout=120)
 
 
+def _simulation(root: Path) -> Path:
+    """A simulate output with every column the power table shows and a timeline to plot."""
+    sim = root / "sim"
+    sim.mkdir()
+    timeline = {"t_s": [0.0, 3600.0, 7200.0], "depth": [4, 2, 1], "battery_pct": [100.0, 50.0, 0.0], "tier": [0, 1, 2]}
+    policy = {"inferences": 2098271744, "inferences_per_charge": 1049135872, "mean_score": 0.97491,
+              "mean_depth": 2.04, "energy_per_inference_mj": 0.0772, "total_energy_j": 162036.2,
+              "depth_switches": 12, "battery_empty_at_s": 19512.0, "timeline": timeline}
+    policies = {name: policy for name in ("power-aware", "full-depth", "min-depth", "adaptive")}
+    (sim / "simulate.json").write_text(json.dumps({"metric": "accuracy", "policies": policies}))
+    return sim
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (apt-get install chromium)")
-def test_report_renders_in_headless_chromium(profiled_bundle, tmp_path):
+@pytest.mark.parametrize("width", [1400, 390])  # a desktop window and a phone
+def test_report_renders_in_headless_chromium(profiled_bundle, tmp_path, width):
     out = tmp_path / "report.html"
-    write_report(profiled_bundle, out)
+    write_report(profiled_bundle, out, simulate=_simulation(tmp_path))
     page = out.read_text(encoding="utf-8")
-    probe = tmp_path / "probe.html"
-    probe.write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    dom = _chromium("--virtual-time-budget=5000", "--dump-dom", probe.as_uri())
-    found = re.search(r'data-imgs="([^"]*)"', dom.stdout)
+    (tmp_path / "probe.html").write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    frame = tmp_path / "frame.html"
+    frame.write_text(FRAME.format(src="probe.html", width=width), encoding="utf-8")
+    dom = _chromium("--virtual-time-budget=5000", f"--window-size={width + 100},2100", "--dump-dom", frame.as_uri())
+    found = re.search(r'data-probe="([^"]*)"', dom.stdout)
     assert found, f"page did not load: {dom.stderr[-500:]}"
-    images = found.group(1).split(",")
-    assert len(images) == page.count("<img") == 3
+    probe = json.loads(html.unescape(found.group(1)))
+    images = probe["imgs"]
+    assert len(images) == page.count("<img") == 5  # trade-off, exits, power, explain, training
     for img in images:
         complete, size = img.split(":")
-        width, height = map(int, size.split("x"))
-        assert complete == "true" and width > 100 and height > 100, f"an image did not decode: {images}"
+        width_px, height = map(int, size.split("x"))
+        assert complete == "true" and width_px > 100 and height > 100, f"an image did not decode: {images}"
+    assert probe["view"] == width, "the page is not laid out at the width asked for"
+    assert probe["scroll"] <= width and not probe["overflow"], f"the page scrolls sideways: {probe}"
 
     shot = tmp_path / "shot.png"
-    _chromium(f"--screenshot={shot}", "--window-size=1200,2000", out.as_uri())
+    frame.write_text(FRAME.format(src=out.name, width=width), encoding="utf-8")
+    _chromium(f"--screenshot={shot}", f"--window-size={max(width, 500)},2000", frame.as_uri())
     from matplotlib.image import imread
 
-    pixels = imread(shot)
-    assert pixels.shape[0] == 2000 and pixels.shape[1] == 1200
+    pixels = imread(shot)[:, :width]
+    assert pixels.shape[0] == 2000 and pixels.shape[1] == width
     assert pixels.std() > 0.05, "the screenshot is blank"

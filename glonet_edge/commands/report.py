@@ -19,9 +19,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, metavar="FILE.html", help="where to write (default: RUN_OR_BUNDLE/report.html)")
     p.add_argument("--run", default=None, metavar="RUN",
                    help="the bundle's source checkpoint, when export.json's path is not valid on this machine")
-    p.add_argument("--simulate", default=None, metavar="DIR_OR_JSON",
-                   help="`glonet simulate` output to include (default: ../simulate/simulate.json next to a "
-                        "pipeline bundle, if present)")
+    p.add_argument("--sim", "--simulate", dest="simulate", default=None, metavar="DIR",
+                   help="a `glonet simulate --out DIR` directory (or its simulate.json) to include (default: "
+                        "../simulate/simulate.json next to a pipeline bundle, if present; else the page says none "
+                        "was found)")
     p.add_argument("--no-explain", action="store_true", help="skip the block contributions (needs torch)")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -32,15 +33,18 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from ..report.report import write_report
+    from ..report.report import NO_SIMULATION, write_report
 
     out = Path(args.out) if args.out else Path(args.source) / "report.html"
     info = write_report(args.source, out, run_dir=args.run, simulate=args.simulate, explain=not args.no_explain)
+    if NO_SIMULATION in info["notes"]:  # on stderr, also with --json (stdout stays JSON)
+        print(f"glonet report: {NO_SIMULATION}", file=sys.stderr)
     if args.json:
         json.dump({"report": str(out), "bytes": out.stat().st_size, **info}, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     for note in info["notes"]:
-        print(f"note: {note}")
+        if note != NO_SIMULATION:  # already on stderr
+            print(f"note: {note}")
     print(f"report written to {out} ({out.stat().st_size} bytes, self-contained)")
     return 0

@@ -87,3 +87,52 @@ def integer_x(ax: Any) -> None:
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+# Offsets (points) tried in order for a point's label: beside, above, below, then further out.
+LABEL_OFFSETS = ((4, 3), (4, -11), (-11, 3), (-11, -11), (4, 10), (-4, -18), (10, -4), (-18, -4))
+
+
+def _overlaps(box: tuple[float, float, float, float], boxes: list[tuple[float, float, float, float]]) -> bool:
+    x0, y0, x1, y1 = box
+    return any(x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1 for b in boxes)
+
+
+def _frozen_legend(ax: Any) -> list[tuple[float, float, float, float]]:
+    """The legend's box, as a place labels must avoid. Its 'best' spot also avoids texts, so it
+    is pinned where it is now: labels drawn next would otherwise push it onto a curve."""
+    legend = ax.get_legend()
+    if legend is None:
+        return []
+    ax.figure.canvas.draw()  # resolves loc='best'
+    box = legend.get_window_extent()
+    legend.set_loc(tuple(ax.transAxes.inverted().transform((box.x0, box.y0))))
+    return [tuple(box.extents)]
+
+
+def place_labels(ax: Any, points: list[tuple[float, float, str]], fontsize: float = 7) -> int:
+    """Annotate each (x, y, text) at the first offset where the label overlaps neither an earlier
+    label nor another point's marker; a label with no free place is left out (the table lists
+    every value). A greedy stand-in for adjustText, which the report does not depend on.
+    Returns how many labels were drawn."""
+    fig = ax.figure
+    fig.tight_layout()  # place in the final layout (finish() lays out the same way)
+    px = fig.dpi / 72.0  # display pixels per point
+    xy = [tuple(ax.transData.transform((x, y))) for x, y, _ in points]
+    r = 3 * px  # a marker's half size
+    taken = [(cx - r, cy - r, cx + r, cy + r) for cx, cy in xy] + _frozen_legend(ax)
+    inside = ax.bbox.extents  # a label outside the axes would be cut off or run into the next panel
+    placed = 0
+    for (x, y, text), (cx, cy) in zip(points, xy):
+        w, h = 0.62 * fontsize * len(text) * px, fontsize * px  # glyph box estimate, no renderer needed
+        own = (cx - r, cy - r, cx + r, cy + r)
+        for dx, dy in LABEL_OFFSETS:
+            box = (cx + dx * px, cy + dy * px, cx + dx * px + w, cy + dy * px + h)
+            fits = inside[0] <= box[0] and box[2] <= inside[2] and inside[1] <= box[1] and box[3] <= inside[3]
+            if fits and not _overlaps(box, [b for b in taken if b != own]):
+                ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                            va="bottom", ha="left")
+                taken.append(box)
+                placed += 1
+                break
+    return placed

@@ -8,8 +8,8 @@ Sections (each only when its data exists):
 - block contributions (`glonet explain`) and training (score at every cut, learning curve),
   when a checkpoint is given or the bundle's source checkpoint is reachable (export.json
   names it and its weights match the manifest's sha256);
-- the power policies of `glonet simulate` when its simulate.json is given or sits in the
-  pipeline's place (BUNDLE/../simulate/simulate.json);
+- the power policies of `glonet simulate` when its output directory is given (--sim DIR) or
+  sits in the pipeline's place (BUNDLE/../simulate/simulate.json); a note says when there is none;
 - the environment: where the report was made and where the bundle was exported.
 
 The page needs nothing but itself: plots are PNG embedded as base64 `data:` URIs, the style
@@ -20,7 +20,7 @@ an artifact store).
 from __future__ import annotations
 
 import html
-import json
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,13 +30,14 @@ from ..fileio import atomic_write_text, read_json, sha256_file
 from ..manifest import MANIFEST_NAME, BundleManifest
 
 EXPORT_REPORT = "export.json"  # written by export_bundle next to the manifest
+NO_SIMULATION = "no simulation found; run glonet simulate BUNDLE --out DIR and pass --sim DIR"
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto; max-width: 1150px;
        color: #1d2329; padding: 0 1em; line-height: 1.4; }
 h1 { margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #dde3ea; padding-bottom: 0.2em; margin-top: 1.8em; }
 .sub { color: #5b6770; margin-top: 0; } .note { color: #5b6770; font-size: 0.92em; }
-nav a { margin-right: 1em; color: #2160a8; }
+nav a { margin-right: 1em; color: #2160a8; display: inline-block; }  /* a link wraps whole */
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.88em; }
 th, td { border: 1px solid #d5dbe1; padding: 0.25em 0.6em; text-align: right; vertical-align: top; }
 th { background: #f0f3f6; } td.text, th.text { text-align: left; }
@@ -44,6 +45,12 @@ tr.rejected td { background: #fff1f0; }
 img { max-width: 100%; border: 1px solid #e3e7eb; margin: 0.5em 0; }
 .kv td:first-child { text-align: left; font-weight: 600; background: #f7f9fa; }
 .kv td { text-align: left; }
+.scroll { overflow-x: auto; max-width: 100%; }
+p, h1, h2, h3 { overflow-wrap: anywhere; }  /* a long path breaks rather than widening a phone's page */
+/* A two-panel figure shrunk to a phone's width is unreadable: there it keeps a legible size and
+   pans inside its wrapper (the page itself never scrolls sideways). */
+@media (max-width: 700px) { .plot img { max-width: none; width: 720px; } body { margin: 1em auto; } }
+.kv td + td { overflow-wrap: anywhere; }  /* long paths and hashes wrap instead of widening */
 """
 
 
@@ -107,6 +114,9 @@ def gather(source: str | Path, run_dir: str | Path | None = None, simulate: str 
     sim_path = _simulate_path(source, simulate) if (manifest is not None or simulate is not None) else None
     if sim_path is not None:
         info["simulate"] = {"path": str(sim_path), "result": read_json(sim_path, "simulate result")}
+    elif manifest is not None:
+        # Said, not silently skipped: a simulation written elsewhere is easy to miss otherwise.
+        info["notes"].append(NO_SIMULATION)
     from .environment import environment
 
     info["environment"] = environment()
@@ -142,7 +152,7 @@ def _simulate_path(source: Path, given: str | Path | None) -> Path | None:
         path = Path(given)
         path = path / "simulate.json" if path.is_dir() else path
         if not path.is_file():
-            raise ArtifactError(f"--simulate {given}: no simulate.json there; run `glonet simulate ... --out DIR` first")
+            raise ArtifactError(f"--sim {given}: no simulate.json there; run `glonet simulate ... --out DIR` first")
         return path
     pipeline_place = source.parent / "simulate" / "simulate.json"  # `glonet pipeline` work directory layout
     return pipeline_place if pipeline_place.is_file() else None
@@ -172,18 +182,19 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None,
     for r in rows:
         css = f' class="{row_class}"' if row_class and r.get(f"_{row_class}") else ""
         body.append(f"<tr{css}>" + "".join(f"<td{cls(c)}>{html.escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    # The wrapper scrolls sideways if a table is still wider than the screen (a phone): the page never does.
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _kv(pairs: Sequence[tuple[str, Any]]) -> str:
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(_fmt(v))}</td></tr>" for k, v in pairs)
-    return f'<table class="kv"><tbody>{rows}</tbody></table>'
+    return f'<div class="scroll"><table class="kv"><tbody>{rows}</tbody></table></div>'
 
 
 def _img(png: bytes, alt: str) -> str:
     from .plots import data_uri
 
-    return f'<img alt="{html.escape(alt)}" src="{data_uri(png)}">'
+    return f'<div class="scroll plot"><img alt="{html.escape(alt)}" src="{data_uri(png)}"></div>'
 
 
 def _p(text: str, cls: str = "") -> str:
@@ -221,24 +232,14 @@ def _tradeoff_plot(manifest: dict[str, Any]) -> bytes:
         pts = [(e["depth"], e["metrics"][prec][metric]) for e in depths if metric in e.get("metrics", {}).get(prec, {})]
         ax_score.plot(*zip(*pts), "o-", ms=4, label=prec)
     ax_score.set(xlabel="depth", ylabel=f"held-out {metric}", title="score per depth")
-    ax_score.legend()
+    ax_score.legend(fontsize=8, framealpha=0.85)
     if latency_keys:
         for key in latency_keys:
             pts = [(e["depth"], e["latency_ms"][key]["p50"]) for e in depths if key in e.get("latency_ms", {})]
             ax_cost.plot(*zip(*pts), "o-", ms=4, label=key)
         ax_cost.set(xlabel="depth", ylabel="p50 latency (ms)", title="latency per depth")
-        ax_cost.legend(fontsize=8)
-        ax_trade = rest.pop(0)
-        for key in latency_keys:
-            prec = key.split("/")[-1]
-            pts = [(e["latency_ms"][key]["p50"], e["metrics"][prec][metric], e["depth"]) for e in depths
-                   if key in e.get("latency_ms", {}) and metric in e.get("metrics", {}).get(prec, {})]
-            if pts:
-                ax_trade.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=4, label=key)
-                for x, y, d in pts:
-                    ax_trade.annotate(str(d), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax_trade.set(xlabel="p50 latency (ms)", ylabel=f"held-out {metric}", title="trade-off (labels: depth)")
-        ax_trade.legend(fontsize=8)
+        ax_cost.legend(fontsize=8, framealpha=0.85)
+        _tradeoff_panel(rest.pop(0), depths, latency_keys, metric)
     else:
         ax_cost.plot([e["depth"] for e in depths], [e["macs"] for e in depths], "o-", ms=4)
         ax_cost.set(xlabel="depth", ylabel="MACs per sample", title="compute per depth (no latency profiled yet)")
@@ -249,12 +250,30 @@ def _tradeoff_plot(manifest: dict[str, Any]) -> bytes:
             pts = [(e["depth"], e["energy_mj"][key]) for e in depths if key in e.get("energy_mj", {})]
             ax_energy.plot(*zip(*pts), "o-", ms=4, label=key)
         ax_energy.set(xlabel="depth", ylabel="mJ per inference", title="energy per depth")
-        ax_energy.legend(fontsize=8)
+        ax_energy.legend(fontsize=8, framealpha=0.85)
     for ax in rest:
         ax.set_axis_off()
     for ax in depth_axes:
         integer_x(ax)
     return finish(fig)
+
+
+def _tradeoff_panel(ax: Any, depths: list[dict[str, Any]], latency_keys: list[str], metric: str) -> None:
+    """Score against latency, one line per target/precision, points labelled with their depth
+    where a label fits without covering another (the depth table lists them all)."""
+    from .plots import place_labels
+
+    labels = []
+    for key in latency_keys:
+        prec = key.split("/")[-1]
+        pts = [(e["latency_ms"][key]["p50"], e["metrics"][prec][metric], e["depth"]) for e in depths
+               if key in e.get("latency_ms", {}) and metric in e.get("metrics", {}).get(prec, {})]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=4, label=key)
+            labels += [(x, y, str(d)) for x, y, d in pts]
+    ax.set(xlabel="p50 latency (ms)", ylabel=f"held-out {metric}", title="trade-off (labels: depth)")
+    ax.legend(fontsize=8, framealpha=0.85)
+    place_labels(ax, labels)
 
 
 def _section_tradeoff(info: dict[str, Any]) -> str:
@@ -291,9 +310,32 @@ def _section_family(info: dict[str, Any]) -> str:
             (f"deepest graph alone (depth {storage.get('full_graph_depth')})", f"{_fmt(storage.get('full_graph_bytes'))} B"),
         ])]
     if m.get("targets"):
-        parts += ["<h3>Compiled targets</h3>",
-                  _kv([(name, json.dumps(t, sort_keys=True)[:400]) for name, t in sorted(m["targets"].items())])]
+        rows = [_target_row(name, t, m) for name, t in sorted(m["targets"].items())]
+        parts += ["<h3>Compiled targets</h3>", _table(rows, text_cols=tuple(rows[0]))]
     return "".join(parts)
+
+
+_VERSION = re.compile(r"\d+(\.\d+)+(-\d+)?")  # 2026.4.1-22982 of OpenVINO's long build string
+
+
+def _target_row(name: str, target: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+    """One readable row per compiled target (manifest.targets holds engine-specific settings: a
+    reader wants where it runs, in which precisions, from how many files, built by what)."""
+    precisions = target.get("precisions") or []
+    subdir = target.get("subdir") or name
+    arts = [a for e in manifest["depths"] + manifest.get("segments", []) for a in e.get("artifacts", [])
+            if a.get("precision") in precisions]
+    own = [a for a in arts if a["format"] == name or a["path"].startswith(f"{subdir}/")]
+    # A target that runs the exported ONNX graphs (onnxruntime) builds no files of its own.
+    onnx = [a for a in arts if a["format"] == "onnx"]
+    files = f"{len(own)} {name} graphs" if own else f"{len(onnx)} ONNX graphs, run as exported"
+    versions = [f"{k} {_VERSION.match(v).group(0)}" for k, v in sorted(target.items())
+                if isinstance(v, str) and _VERSION.match(v)]
+    if target.get("compiled_with"):
+        versions.append(f"built by {target['compiled_with']}")
+    return {"target": name, "device": target.get("device", "–"), "precisions": ", ".join(precisions) or "–",
+            "depths": ", ".join(str(d) for d in target.get("depths", [])) or "–", "artifacts": files,
+            "versions": "; ".join(versions) or "–"}
 
 
 def _section_quantization(info: dict[str, Any]) -> str:
@@ -352,8 +394,10 @@ def _training_plot(metrics: dict[str, Any]) -> bytes:
         twin = ax_curve.twinx()
         twin.plot(epochs, [c["val_score"] for c in curve], "g-", label=f"val {metrics['metric']}")
         twin.set_ylabel(f"val {metrics['metric']}")
-        ax_curve.legend(loc="upper left")
-        twin.legend(loc="upper right")
+        # One legend for both y axes, below the panel: inside it covered the curves' start.
+        handles = ax_curve.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax_curve.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8,
+                        frameon=False)
         integer_x(ax_curve)
     else:
         ax_curve.set_axis_off()
@@ -375,18 +419,6 @@ def _section_training(info: dict[str, Any]) -> str:
     pairs += [("best depth", f"{best} ({metrics['metric']} {_fmt(metrics['score_by_depth'].get(str(best)))})"),
               ("seconds per epoch (mean)", metrics.get("mean_seconds_per_epoch"))]
     return _kv(pairs) + _img(_training_plot(metrics), "score at every cut depth and training curve")
-
-
-def _section_simulate(info: dict[str, Any]) -> str:
-    sim = info["simulate"]
-    policies = sim["result"].get("policies", {})
-    rows = [{"policy": name, **{k: v for k, v in p.items() if isinstance(v, (int, float, str, bool)) or v is None}}
-            for name, p in policies.items()]
-    parts = [_p(f"From {sim['path']}."), _table(rows, text_cols=("policy",))]
-    png = Path(sim["path"]).with_suffix(".png")
-    if png.is_file():
-        parts.append(_img(png.read_bytes(), "simulated depth and battery over the power trace"))
-    return "".join(parts)
 
 
 def _section_environment(info: dict[str, Any]) -> str:
@@ -418,7 +450,9 @@ def render(info: dict[str, Any]) -> str:
 
             sections.append(("adaptive", "Adaptive serving (early exit)", section(info)))
     if info.get("simulate"):
-        sections.append(("power", "Power policies (simulated)", _section_simulate(info)))
+        from .power import section as power_section
+
+        sections.append(("power", "Power policies (simulated)", power_section(info)))
     if info.get("explain"):
         sections.append(("explain", "Block contributions", _section_explain(info)))
     if run:

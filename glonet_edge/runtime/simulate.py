@@ -362,31 +362,13 @@ def plot_simulation(result: dict[str, Any], path: str | Path) -> str | None:
     """Depth over time per policy (and the simulated battery) as a PNG. Returns None, with
     nothing written, when matplotlib is not installed (it is an optional extra)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401
     except ImportError:
         return None
-    fig, (ax_depth, ax_batt) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-    for name, res in result["policies"].items():
-        tl = res["timeline"]
-        hours = [t / 3600.0 for t in tl["t_s"]]
-        ax_depth.step(hours, tl["depth"], where="post", label=f"{name} ({res['inferences']:,} inf.)")
-        if any(p is not None for p in tl["battery_pct"]):
-            ax_batt.plot(hours, [float("nan") if p is None else p for p in tl["battery_pct"]], label=name)
-    ax_depth.set_ylabel("depth")
-    ax_depth.legend(loc="best", fontsize=8)
-    ax_depth.set_title(f"glonet simulate: {Path(result['trace']['name']).name}, {result['load']}")
-    ax_batt.set_ylabel("battery %")
-    ax_batt.set_xlabel("time (h)")
-    if ax_batt.get_legend_handles_labels()[0]:
-        ax_batt.legend(loc="best", fontsize=8)
-    else:
-        ax_batt.text(0.5, 0.5, "no battery in this trace", ha="center", va="center", transform=ax_batt.transAxes)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    from ..fileio import atomic_write_bytes
+    from ..report.power import power_plot  # the report's drawing: one style per policy, legends outside
+
+    atomic_write_bytes(path, power_plot(result))
     return str(path)
 
 
