@@ -25,7 +25,8 @@ HEAVY = ("torch", "onnx", "nncf")
 
 # Modules every stage may use; they import no stage at module level.
 SHARED = ("glonet_edge", "glonet_edge.errors", "glonet_edge.fileio", "glonet_edge.progress", "glonet_edge.data",
-          "glonet_edge.compare", "glonet_edge.manifest", "glonet_edge.exits", "glonet_edge.exit_calibration")
+          "glonet_edge.compare", "glonet_edge.manifest", "glonet_edge.provenance", "glonet_edge.exits",
+          "glonet_edge.exit_calibration")
 # Stages in pipeline order: a module may import its own stage and earlier ones, never a later one.
 STAGES = (
     ("train", ("glonet_edge.train", "glonet_edge.glonet", "glonet_edge.backbones")),

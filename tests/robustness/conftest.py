@@ -1,5 +1,5 @@
 """Fixtures for tests/robustness: bundle copies, an OpenVINO-compiled bundle, held-out inputs,
-and the figures file (robustness_figures.json, printed at the end of the run).
+and the figures file (robustness_figures.json, named in one line at the end of the run).
 
 Fast mode (CI) runs every test with small example counts and a few seconds of load; `--long`
 raises the hypothesis budgets 20x and runs the load test for 60 s (GLONET_LOAD_SECONDS
@@ -83,10 +83,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     figures = robust_support.figures_json()
     if len(figures) <= 1:  # only "run": no robustness test ran
         return
-    terminalreporter.section("robustness figures")
-    terminalreporter.write_line(json.dumps(figures, indent=1, sort_keys=True))
-    if _FIGURES_PATH:
-        terminalreporter.write_line(f"written to {_FIGURES_PATH[0]}")
+    # One line: the figures themselves are in the file (-v prints them too).
+    where = f" written to {_FIGURES_PATH[0]}" if _FIGURES_PATH else ""
+    terminalreporter.write_line(f"robustness figures ({len(figures) - 1} groups){where}")
+    if config.getoption("verbose") > 0:
+        terminalreporter.write_line(json.dumps(figures, indent=1, sort_keys=True))
 
 
 @pytest.fixture(scope="session")
