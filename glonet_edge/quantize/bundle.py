@@ -180,7 +180,7 @@ class _Job:
             extra["float_fraction"] = round(len(outcome.float_layers) / max(1, outcome.layers), 4)
         extra.update(tensorrt_compatible=not lint_errors, lint=lint_errors[:8] if lint_errors else "ok")
         if not recipe.tensorrt:
-            extra["note"] = UINT8_NOTE
+            extra.update(note=UINT8_NOTE, flavour="nncf-u8s8-qdq")
         entry.rejected.pop("int8", None)
         entry.set_artifact(Artifact.from_file(self.stage, dst, "onnx", "int8", extra=extra))
         row["tensorrt_compatible"] = not lint_errors

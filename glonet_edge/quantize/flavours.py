@@ -11,6 +11,8 @@ measures the candidates; docs/quantize.md has the table of what each engine gets
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,7 +100,8 @@ def flavour_quantize(src: Any, dst: Path, flavour: Flavour, feeds: list[dict[str
     if estimator[0] == "percentile":
         method = q.CalibrationMethod.Percentile
         extra["CalibPercentile"] = estimator[1]
-    with _quiet_ort_logging():
+    # ORT's percentile calibrator prints its progress to stdout: keep the CLI's output clean
+    with _quiet_ort_logging(), contextlib.redirect_stdout(io.StringIO()):
         q.quantize_static(src, str(dst), FeedReader(list(feeds)), calibrate_method=method,
                           nodes_to_exclude=list(nodes_to_exclude or []), extra_options=extra, **options)
     _drop_unused_opsets(dst)

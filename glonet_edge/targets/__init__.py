@@ -53,7 +53,7 @@ def load_artifact(bundle_dir: str | Path, artifact: Any, target: str | Target, v
     `artifact` is a manifest.Artifact; the runtime uses this so every load goes through the
     same checks."""
     t = get_target(target) if isinstance(target, str) else target
-    if artifact.format != t.artifact_format:
+    if not t.serves_format(artifact.format):
         raise ConfigError(f"artifact {artifact.path} has format {artifact.format!r}; target {t.name!r} "
                           f"loads {t.artifact_format!r} artifacts (run `glonet compile --target {t.name}`)")
     t.check_artifact(artifact.extra, **options)
