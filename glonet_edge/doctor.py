@@ -206,6 +206,23 @@ def bundle_findings(bundle: Path, machine: str) -> List[Finding]:
             found.append(Finding("bundle", name, False, f"{path}: {problem}", fix))
         if len(problems) > 3:
             found.append(Finding("bundle", name, False, f"... and {len(problems) - 3} more like these"))
+    return found + int8_speed_findings(bundle, manifest)
+
+
+def int8_speed_findings(bundle: Path, manifest: Any) -> List[Finding]:
+    """Per profiled target: whether its int8 graphs run faster than fp32 (glonet profile's records)."""
+    from .runtime.int8_speed import slower_int8, targets_profiled
+
+    found = []
+    for target in targets_profiled(manifest):
+        slow = slower_int8(manifest, bundle, target)
+        fix = (f"glonet quantize {bundle} (makes ONNX Runtime's own int8 flavour), glonet compile {bundle} --target "
+               f"{target} --precision int8, glonet profile again; meanwhile serve fp32 or precision='auto'")
+        if slow:
+            found.append(Finding("bundle", f"{target} int8 speed", False,
+                                 f"{len(slow)} depth/batch cuts slower than fp32, e.g. {slow[0].describe()}", fix))
+        else:
+            found.append(Finding("bundle", f"{target} int8 speed", True, "faster than fp32 wherever both are profiled"))
     return found
 
 
@@ -217,12 +234,12 @@ def artifact_problem(bundle: Path, artifact: Any, machine: str, holder: Any = No
     from .provenance import staleness
     from .targets import get_target, list_targets
 
-    targets = [get_target(n) for n in list_targets() if get_target(n).artifact_format == artifact.format]
+    targets = [get_target(n) for n in list_targets() if get_target(n).serves_format(artifact.format)]
     target = next((t for t in targets if t.name == "onnxruntime"), targets[0] if targets else None)
     if target is None:
         return artifact.path, f"no target serves the {artifact.format!r} format", "upgrade glonet-edge"
     rebuild = (f"glonet compile {bundle} --target {target.name} --precision {artifact.precision}"
-               if artifact.format != "onnx" else f"re-run `glonet export` (or `glonet quantize`) for {bundle}")
+               if artifact.format not in ("onnx", "onnxruntime") else f"re-run `glonet export` (or `glonet quantize`) for {bundle}")
     try:
         importlib.import_module(target.library)
     except Exception:  # noqa: BLE001

@@ -31,9 +31,16 @@ SOURCE_PATH = "onnx_path"
 UNKNOWN = "unknown provenance: built by a glonet-edge that did not record its source graph's sha256"
 
 
-def source_graph(holder: Any, precision: str) -> Artifact | None:
-    """The ONNX graph an artifact of `precision` is built from (int8: the QDQ graph, else fp32)."""
-    return holder.artifact("onnx", "int8" if precision == "int8" else "fp32")
+# ONNX Runtime's own int8 graph (quantize/flavours.py) is quantized from the fp32 graph, not
+# from the TensorRT QDQ graph.
+FROM_FP32_FORMATS = ("onnxruntime",)
+
+
+def source_graph(holder: Any, precision: str, fmt: str = "") -> Artifact | None:
+    """The ONNX graph an artifact of `precision` (and format `fmt`) is built from: the QDQ graph
+    for int8 engines, else the fp32 graph."""
+    int8_qdq = precision == "int8" and fmt not in FROM_FP32_FORMATS
+    return holder.artifact("onnx", "int8" if int8_qdq else "fp32")
 
 
 def current_sha(holder: Any, precision: str) -> str | None:
@@ -81,7 +88,7 @@ def staleness(holder: Any, artifact: Artifact) -> tuple[str, bool] | None:
     """(why, provable) when `artifact` is not proven built from the holder's current graph; None if it is."""
     if artifact.format == "onnx":
         return None  # a graph is its own source
-    src = source_graph(holder, artifact.precision)
+    src = source_graph(holder, artifact.precision, artifact.format)
     if src is None:
         return f"its source {artifact.precision} ONNX graph is no longer in the bundle", True
     built = built_from(artifact)
@@ -193,7 +200,7 @@ def prune_stale(bundle: str | Path, manifest: BundleManifest, changed: set[str])
     notes = []
     for stale in stale_artifacts(manifest):
         a = stale.artifact
-        src = source_graph(stale.holder, a.precision)
+        src = source_graph(stale.holder, a.precision, a.format)
         if stale.provable or (src is not None and src.path in changed):
             notes.append(f"{stale.where} {a.format}/{a.precision} {a.path}")
             _remove_artifact(bundle, manifest, stale.holder, a)

@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         if result["segments"]:
             print(f"\nsegment chain ({len(result['segments'])} segments)")
             print(format_table(result["segments"], ["index", "start_depth", "end_depth", "artifacts", "bytes"]))
+        if result["warnings"]:
+            print("\n" + "\n".join(f"WARNING: {w}" for w in result["warnings"]))
         print(f"\n{len(result['files'])} files, {result['total_bytes']} bytes (shared files counted once)")
         for line in stale:
             print(f"STALE: {line}")
@@ -94,9 +96,17 @@ def describe(manifest: BundleManifest, bundle: Path) -> dict[str, Any]:
             "model": manifest.model.get("model"), "model_depth": manifest.max_depth, "task": manifest.task,
             "metric_name": manifest.metric_name, "opset": manifest.opset,
             "source_checkpoint_sha256": manifest.source_checkpoint_sha256, "targets": manifest.targets,
-            "rows": rows, "segments": segments, "files": list(files.values()),
+            "rows": rows, "segments": segments, "files": list(files.values()), "warnings": _speed_warnings(manifest, bundle),
             "total_bytes": sum(f["bytes"] for f in files.values())}
 
 
 def _names(artifacts: list[Artifact]) -> str:
     return ", ".join(f"{a.format}/{a.precision}" + (" +shared" if a.companions else "") for a in artifacts)
+
+
+def _speed_warnings(manifest: BundleManifest, bundle: Path) -> list[str]:
+    """INT8 that profiled slower than FP32 (same target, depth and batch): worth a loud line."""
+    from ..runtime.int8_speed import slower_int8
+
+    return [s.describe() + "; serve fp32 or precision='auto', or re-quantize (docs/quantize.md, INT8 flavours)"
+            for s in slower_int8(manifest, bundle)]

@@ -54,6 +54,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="calibrate every graph separately instead of once for the whole family")
     p.add_argument("--data", dest="dataset", metavar="SPEC", **setting,
                    help="data set to load when the path recorded at training is not on this machine")
+    p.add_argument("--ort-flavour", metavar="NAME", **setting,
+                   help="ONNX Runtime's own int8 graph per depth: auto (default), none, or a flavour name "
+                        "(docs/quantize.md, INT8 flavours)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_json_flag(p)
     p.set_defaults(func=run)

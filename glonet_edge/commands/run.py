@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bundle")
     p.add_argument("--input", required=True, help=".npy file with a batch (N, *input_shape)")
     p.add_argument("--target", default="onnxruntime", help="onnxruntime | openvino | tensorrt")
-    p.add_argument("--precision", default="fp32", help="fp32 | fp16 | int8")
+    p.add_argument("--precision", default="fp32", help="fp32 | fp16 | int8 | auto (the faster of int8/fp32 that passed accuracy, by profile)")
     p.add_argument("--device", default=None, help="target device, e.g. CPU, GPU, NPU, AUTO")
     p.add_argument("--power", default="auto",
                    help="auto | none | jetson | battery | thermal | rapl | nvml | jtop | env | file:PATH | trace:CSV")

@@ -22,6 +22,7 @@ from ..provenance import changed_graphs, current_sha, graph_shas, metrics_key, p
 from . import qdq_lint
 from .accuracy import AccuracyCheck, Candidate, Outcome, control_accuracy, reference_outputs, resolve_engines
 from .calibration import Calibration, RangeTable, estimators, load_calibration, precompute_ranges
+from .flavours import TENSORRT_FLAVOUR, add_ort_flavours
 from .qdq_rewrite import quantizable_nodes
 from .recipes import (NncfCandidate, NncfGraphs, nncf_candidates, ort_candidates, ort_quantize,
                       supports_range_cache)
@@ -58,6 +59,8 @@ def quantize_bundle(bundle_dir: str | Path, settings: QuantizeSettings | None = 
         if bar is not None:
             bar.close()
         result = job.summary(bundle_dir, rows, segment_rows, ranges, time.perf_counter() - started)
+        # ONNX Runtime's own int8 graph (the TensorRT graph above runs slower than fp32 on its x86 kernels)
+        result["ort_flavour"] = add_ort_flavours(stage, manifest, list(sources), settings, data)
         result["exits"] = calibrate_bundle(stage, manifest, "int8", data.x_val, data.y_val)
         # Engines, latencies and thresholds of the graphs this run replaced go with them.
         result["removed_stale"] = prune_stale(stage, manifest, changed_graphs(graphs_before, manifest))
@@ -159,7 +162,8 @@ class _Job:
 
     def _extra(self, candidates: list[Candidate], ranges: RangeTable) -> dict[str, Any]:
         """How the int8 graph was made, for the manifest (what it passed is added on shipping)."""
-        extra: dict[str, Any] = {"method": self.settings.method, "calib_size": len(self.data.x_calib),
+        extra: dict[str, Any] = {"flavour": TENSORRT_FLAVOUR, "method": self.settings.method,
+                                 "calib_size": len(self.data.x_calib),
                                  "calibration": "training split", "symmetric": True, "per_channel": True}
         if self.settings.method == "ort":
             extra.update(shared_calibration=ranges.shared, op_types=list(TRT_OP_TYPES))
@@ -181,7 +185,7 @@ class _Job:
             extra["float_fraction"] = round(len(outcome.float_layers) / max(1, outcome.layers), 4)
         extra.update(tensorrt_compatible=not lint_errors, lint=lint_errors[:8] if lint_errors else "ok")
         if not recipe.tensorrt:
-            extra["note"] = UINT8_NOTE
+            extra.update(note=UINT8_NOTE, flavour="nncf-u8s8-qdq")
         entry.rejected.pop("int8", None)
         shipped = Artifact.from_file(self.stage, dst, "onnx", "int8", extra=extra)
         entry.set_artifact(shipped)

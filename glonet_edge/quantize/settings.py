@@ -47,6 +47,10 @@ class QuantizeSettings:
     """Data set to load when the path recorded at training is not on this machine."""
     seed: int = 0
     """Seed of the calibration subset."""
+    ort_flavour: str = "auto"
+    """Also make ONNX Runtime's own int8 graph per depth (quantize/flavours.py), under the same
+    accuracy control: "auto" (the flavour for this machine's architecture), a flavour name such
+    as "ort-u8s8-qoperator", or "none"."""
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -67,5 +71,9 @@ class QuantizeSettings:
             raise ConfigError(f"--min-agreement must be in [0, 1] (a fraction, e.g. 0.99), got {self.min_agreement}")
         if not 0 <= self.max_float_fraction <= 1:
             raise ConfigError(f"--max-float-fraction must be in [0, 1], got {self.max_float_fraction}")
+        from .flavours import FLAVOURS
+
+        if self.ort_flavour not in ("auto", "none", *FLAVOURS):
+            raise ConfigError(f"unknown --ort-flavour {self.ort_flavour!r}; use auto, none or one of {', '.join(FLAVOURS)}")
         if self.calib_size < 1:
             raise ConfigError(f"--calib-size must be >= 1, got {self.calib_size}")

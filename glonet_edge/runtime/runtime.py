@@ -31,6 +31,7 @@ from ..manifest import BundleManifest
 from ..provenance import stale_exits
 from ..targets import CompiledModel, get_target, load_artifact
 from .adaptive import ChainResult, SegmentChain
+from .int8_speed import choose_precision, slower_int8
 from .policy import (COST_MODELS, DEFAULT_COST_MODEL, Decision, DepthPolicy, PolicyConfig, estimate_costs, exit_budget,
                      family_table)
 from .power import PowerSource, PowerState, open_power_source
@@ -59,6 +60,8 @@ class Runtime:
     each row runs the segment chain until its exit rule fires at a check, with thresholds
     certified for that cap and drop (glonet_edge/exits.py). Where none is certified the
     rows all run to the cap, as without adaptive."""
+
+    precision_reason = ""  # why this precision: precision="auto"'s choice, or int8's slower-than-fp32 warning
 
     def __init__(self, bundle: Path, manifest: BundleManifest, target: str, precision: str,
                  models: dict[int, CompiledModel], segments: list[tuple[int, CompiledModel]],
@@ -97,12 +100,15 @@ class Runtime:
         power: "auto" | "none" | a spec for open_power_source ("jetson", "battery", "file:PATH",
         "trace:CSV", ...) | a PowerSource. policy: PolicyConfig, a TOML/JSON path, a dict, or None
         for the defaults. Depths whose precision is rejected in the manifest are not served.
+        precision="auto": int8 when it passed accuracy and profiled faster than fp32, else fp32
+        (`precision_reason` says why); int8 that profiled slower than fp32 is logged as a warning.
         adaptive: `infer` and `infer_anytime` stop each row when it is sure (the segment chain and
         the bundle's exit thresholds for `precision` are loaded).
         """
         bundle = Path(bundle)
         manifest = BundleManifest.load(bundle)
         engine = get_target(target)
+        precision, precision_reason = _resolve_precision(bundle, manifest, engine, precision)
         engine.check_precision(precision)
         options = dict(target_options)
         if device is not None:
@@ -110,7 +116,7 @@ class Runtime:
 
         models: dict[int, CompiledModel] = {}
         for entry in manifest.depths:
-            artifact = entry.artifact(engine.artifact_format, precision)
+            artifact = engine.serving_artifact(entry, precision)
             if artifact is None or precision in entry.rejected:
                 continue
             models[entry.depth] = load_artifact(bundle, artifact, engine, verify=verify, holder=entry,
@@ -124,7 +130,7 @@ class Runtime:
         segments, segment_precision = [], None
         if (anytime or adaptive) and manifest.segments:
             for prec in dict.fromkeys((precision, "fp32")):  # fall back to fp32 segments
-                arts = [s.artifact(engine.artifact_format, prec) for s in manifest.segments]
+                arts = [engine.serving_artifact(s, prec) for s in manifest.segments]
                 if all(a is not None for a in arts):
                     segments = [(s.end_depth, load_artifact(bundle, a, engine, verify=verify, holder=s,
                                                             where=f"segment {s.index}", **options))
@@ -148,6 +154,7 @@ class Runtime:
         exits = _exit_thresholds(bundle, manifest, precision, segment_precision) if adaptive else None
         rt = cls(bundle, manifest, target, precision, models, segments, segment_precision, depth_policy, source,
                  poll_interval_s, exits)
+        rt.precision_reason = precision_reason
         if warmup:
             rt._warmup()
         return rt
@@ -328,9 +335,9 @@ class Runtime:
     # ---- introspection -------------------------------------------------------------------------
     def resources(self) -> dict[str, Any]:
         """What the loaded family holds: models, bytes of their artifacts, process RSS."""
-        fmt = get_target(self.target).artifact_format
-        arts = [e.artifact(fmt, self.precision) for e in self.manifest.depths if e.depth in self._models]
-        seg_arts = ([s.artifact(fmt, self.segment_precision or "fp32") for s in self.manifest.segments]
+        engine = get_target(self.target)
+        arts = [engine.serving_artifact(e, self.precision) for e in self.manifest.depths if e.depth in self._models]
+        seg_arts = ([engine.serving_artifact(s, self.segment_precision or "fp32") for s in self.manifest.segments]
                     if self._chain is not None else [])
         size = lambda a: a.bytes + sum(c["bytes"] for c in a.companions)  # noqa: E731
         return {"target": self.target, "precision": self.precision, "depths_loaded": len(self._models),
@@ -375,6 +382,26 @@ def _exit_thresholds(bundle: Path, manifest: BundleManifest, precision: str,
         raise ArtifactError(f"the {precision} exit thresholds of {bundle} were calibrated on older segment graphs "
                             f"than the bundle's; {fix}")
     return record
+
+
+def _resolve_precision(bundle: Path, manifest: BundleManifest, engine: Any, precision: str) -> tuple[str, str]:
+    """precision="auto": the faster of int8 / fp32 that passed accuracy (by profile); int8 asked
+    for explicitly but profiled slower than fp32: served, with a warning that says so."""
+    if precision == "auto":
+        servable = {p: any(engine.serving_artifact(e, p) is not None and p not in e.rejected for e in manifest.depths)
+                    for p in ("int8", "fp32") if p in engine.precisions}
+        precision, why = choose_precision(manifest, bundle, engine.name, servable)
+        logger.info("%s: %s", bundle, why)
+        return precision, why
+    if precision != "int8":
+        return precision, ""
+    slow = slower_int8(manifest, bundle, engine.name)
+    if not slow:
+        return precision, ""
+    why = (f"{len(slow)} profiled depth/batch cuts run slower in int8 than in fp32, e.g. {slow[0].describe()}; "
+           "serve precision='auto' or fp32, or re-quantize for this engine (docs/quantize.md, INT8 flavours)")
+    logger.warning("%s: %s", bundle, why)
+    return precision, why
 
 
 def _policy_config(policy: PolicyConfig | str | Path | Mapping | None) -> PolicyConfig:

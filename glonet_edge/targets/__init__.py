@@ -59,7 +59,7 @@ def load_artifact(bundle_dir: str | Path, artifact: Any, target: str | Target, v
         from ..provenance import check_fresh
 
         check_fresh(bundle_dir, holder, artifact, where or "artifact")
-    if artifact.format != t.artifact_format:
+    if not t.serves_format(artifact.format):
         raise ConfigError(f"artifact {artifact.path} has format {artifact.format!r}; target {t.name!r} "
                           f"loads {t.artifact_format!r} artifacts (run `glonet compile --target {t.name}`)")
     t.check_artifact(artifact.extra, **options)

@@ -161,6 +161,14 @@ class Target(ABC):
     def load(self, artifact_path: str | Path, precision: str, **options: Any) -> CompiledModel:
         """Load an artifact (from build) for inference."""
 
+    def serving_artifact(self, entry: Any, precision: str) -> Any:
+        """The manifest Artifact of `entry` (a depth or segment) this target serves at `precision`."""
+        return entry.artifact(self.artifact_format, precision)
+
+    def serves_format(self, format: str) -> bool:
+        """Whether load() takes artifacts of this manifest format."""
+        return format == self.artifact_format
+
     def artifact_extra(self, precision: str, **options: Any) -> dict[str, Any]:
         """Metadata recorded in the manifest next to each artifact this target builds."""
         return {}
@@ -200,6 +208,15 @@ class FamilyBuilder:
     def refuse(self, source_extra: dict[str, Any], precision: str) -> str | None:
         """A reason not to build from this source graph (None = fine)."""
         return None
+
+    def prepare(self, stage: Path, manifest: Any, depths: list[int], precisions: list[str]) -> list[dict[str, Any]]:
+        """Before the first build: make what the family's sources need (in the staged bundle);
+        returns rows for compile's JSON result."""
+        return []
+
+    def source(self, entry: Any, precision: str) -> Any:
+        """The manifest Artifact a build at `precision` starts from."""
+        return entry.artifact("onnx", "int8" if precision == "int8" else "fp32")
 
     def build(self, onnx_path: Path, out_dir: Path, precision: str, stem: str) -> list[Path]:
         """One graph of the family: Target.build with the family's options."""

@@ -75,7 +75,7 @@ class _FamilyCompile:
     def skip_reason(self, kind: str, index: int, entry: Any, precision: str) -> str | None:
         if precision == "int8" and getattr(entry, "rejected", {}).get("int8"):
             return f"int8 rejected by quantize: {entry.rejected['int8']}"
-        src_art = source_graph(entry, precision)
+        src_art = self.family.source(entry, precision)
         if src_art is None:
             if precision == "int8":
                 raise ConfigError(f"{kind} {index} has no int8 QDQ graph; run `glonet quantize {self.bundle_dir}` first")
@@ -88,7 +88,7 @@ class _FamilyCompile:
         if reason:
             row.update(status="skipped", reason=reason)
             return row
-        src_art = source_graph(entry, precision)
+        src_art = self.family.source(entry, precision)
         src = src_art.resolve(self.stage)  # sha256 checked before anything is built from it
         t0 = time.perf_counter()
         files = self.family.build(src, self.out_dir, precision, stem)
@@ -156,6 +156,7 @@ def compile_bundle(bundle_dir: str | Path, target: str, precisions: Sequence[str
     with staged_directory(bundle_dir) as stage:
         inputs = sample_inputs(manifest) if verify else None
         run = _FamilyCompile(t.family(device, **options), bundle_dir, manifest, stage, inputs)
+        flavours = run.family.prepare(stage, manifest, selected, precisions)
         rows = run.every_graph(selected, precisions, segments, bar)
         info = t.manifest_info(device=device, precision=precisions[0], precisions=precisions, **options)
         info.update({"precisions": precisions, "depths": selected, "subdir": run.family.subdir,
@@ -167,6 +168,8 @@ def compile_bundle(bundle_dir: str | Path, target: str, precisions: Sequence[str
         manifest.save(stage)
         result = {"bundle": str(bundle_dir), "target": t.name, "device": device, "precisions": precisions,
                   "seconds": time.perf_counter() - started, "rows": rows, "target_info": info, **run.family.result()}
+        if flavours:
+            result["made_int8_flavours"] = flavours
         atomic_write_json(stage / f"compile_{t.name}.json", result)
     if bar is not None:
         bar.close()

@@ -17,7 +17,9 @@ import numpy as np
 
 from ..compare import session_options
 from ..errors import ArtifactError, ConfigError
-from .base import CompiledModel, Target, default_cache_dir
+from .base import CompiledModel, FamilyBuilder, Target, default_cache_dir
+
+ORT_FORMAT = "onnxruntime"  # manifest format of ORT's own int8 graph (= quantize.flavours.ORT_FORMAT)
 
 # device -> providers to try, in order (CPU is always appended as the fallback)
 _DEVICE_PROVIDERS = {
@@ -105,6 +107,22 @@ class OnnxRuntimeTarget(Target):
         out.append("CPUExecutionProvider")
         return out
 
+    def serving_artifact(self, entry: Any, precision: str) -> Any:
+        """int8: ONNX Runtime's own flavour (u8 activations, quantized outputs: QLinearConv & co.)
+        when quantize made one; else the TensorRT QDQ graph, which ORT's x86 kernels run slower
+        than fp32 (BENCHMARKS.md)."""
+        if precision == "int8":
+            own = entry.artifact(ORT_FORMAT, "int8")
+            if own is not None:
+                return own
+        return entry.artifact(self.artifact_format, precision)
+
+    def serves_format(self, format: str) -> bool:
+        return format in (self.artifact_format, ORT_FORMAT)
+
+    def family(self, device: str, **options: Any) -> "OrtFamilyBuilder":
+        return OrtFamilyBuilder(self, device, options)
+
     def session_settings(self, threads: int | None = None) -> dict[str, Any]:
         return {"graph_optimization_level": "ORT_ENABLE_ALL", "execution_mode": "ORT_SEQUENTIAL",
                 "intra_op_num_threads": int(threads or 0), "inter_op_num_threads": 1}
@@ -143,6 +161,33 @@ class OnnxRuntimeTarget(Target):
                              self.providers(options.get("device"), options.get("precision", "fp32"))]
         info["session_options"] = self.session_settings(options.get("threads"))
         return info
+
+
+class OrtFamilyBuilder(FamilyBuilder):
+    """`glonet compile --target onnxruntime`: nothing to build but, for int8, ONNX Runtime's own
+    flavour graph, made (under quantize's accuracy control) for depths a bundle quantized before
+    flavours existed lacks."""
+
+    def prepare(self, stage: Path, manifest: Any, depths: list[int], precisions: list[str]) -> list[dict[str, Any]]:
+        missing = [d for d in depths if "int8" in precisions and manifest.depth(d).artifact(ORT_FORMAT, "int8") is None
+                   and manifest.depth(d).artifact("onnx", "int8") is not None
+                   and ORT_FORMAT + "/int8" not in manifest.depth(d).rejected]
+        if not missing:
+            return []
+        from ..quantize.flavours import add_ort_flavours
+        from ..quantize.settings import QuantizeSettings
+
+        return add_ort_flavours(stage, manifest, missing, QuantizeSettings(**self.quantize_settings(manifest)))
+
+    def source(self, entry: Any, precision: str) -> Any:
+        return self.target.serving_artifact(entry, precision) if precision == "int8" else super().source(entry, precision)
+
+    @staticmethod
+    def quantize_settings(manifest: Any) -> dict[str, Any]:
+        """The accuracy limits the TensorRT graphs were quantized with (recorded per artifact)."""
+        extra = next((a.extra for e in manifest.depths for a in e.artifacts
+                      if a.format == "onnx" and a.precision == "int8"), {})
+        return {k: extra[k] for k in ("max_drop", "min_agreement") if k in extra}
 
 
 def _env_threads() -> int | None:

@@ -129,7 +129,7 @@ def parse_batches(value: str | Sequence[int]) -> list[int]:
 
 
 def depth_artifact(entry: Any, target: Any, precision: str):
-    art = entry.artifact(target.artifact_format, precision)
+    art = target.serving_artifact(entry, precision)
     if art is None:
         if precision in getattr(entry, "rejected", {}):
             raise ConfigError(f"depth {entry.depth}: {precision} was rejected ({entry.rejected[precision]})")

@@ -1,0 +1,207 @@
+"""INT8 flavours: one quantized graph per engine family, because no single QDQ layout is fast everywhere.
+
+The TensorRT graph (recipes.ort_quantize: signed symmetric s8/s8 QDQ, only the INPUTS of
+Conv/Gemm/MatMul quantized) is what TensorRT's explicit quantization and OpenVINO want. ONNX
+Runtime's x86 CPU kernels do not run it fast: with no QuantizeLinear after a Conv, ORT cannot
+fuse DQ -> Conv -> Q into QLinearConv and runs a float Conv on dequantized tensors, slower than
+fp32 (BENCHMARKS.md). ORT's own flavour quantizes the outputs too, with u8 activations and s8
+weights (the u8s8 kernels MLAS has for VNNI and plain AVX2). `glonet bench int8-flavours`
+measures the candidates; docs/quantize.md has the table of what each engine gets and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import require
+from ..manifest import Artifact, BundleManifest, DepthEntry
+from ..provenance import source_extra
+from .accuracy import AccuracyCheck, Candidate, control_accuracy
+from .calibration import Calibration, Estimator, estimator_name, estimators, load_calibration
+from .qdq_rewrite import quantizable_nodes
+from .settings import QuantizeSettings
+
+EXTRA_KEY = "flavour"  # Artifact.extra key naming the flavour of an int8 graph
+TENSORRT_FLAVOUR = "trt-s8s8-qdq"  # the graph quantize has always made (recipes.ort_quantize)
+ORT_FORMAT = "onnxruntime"  # Artifact.format of ONNX Runtime's own int8 graph (served by that target only)
+ORT_REJECTED = "onnxruntime/int8"  # DepthEntry.rejected key when the ORT flavour failed accuracy control
+
+
+@dataclass(frozen=True, kw_only=True)
+class Flavour:
+    """One way to lay out an INT8 graph with onnxruntime's quantize_static."""
+
+    name: str
+    quant_format: str = "QDQ"  # "QDQ" | "QOperator"
+    activation: str = "QUInt8"  # onnxruntime QuantType of activations
+    weight: str = "QInt8"  # onnxruntime QuantType of weights
+    per_channel: bool = True
+    reduce_range: bool = False  # 7-bit weights: avoids u8s8 overflow on non-VNNI AVX2 (vpmaddubsw)
+    measured: bool = True  # False: picked from documentation, not measured on that platform
+    why: str = ""
+
+    def options(self, q: Any) -> dict[str, Any]:
+        """The quantize_static keyword arguments this flavour sets (`q`: onnxruntime.quantization)."""
+        return {"quant_format": getattr(q.QuantFormat, self.quant_format),
+                "activation_type": getattr(q.QuantType, self.activation),
+                "weight_type": getattr(q.QuantType, self.weight),
+                "per_channel": self.per_channel, "reduce_range": self.reduce_range}
+
+
+# Every candidate `glonet bench int8-flavours` measures. ORT_X86 / ORT_ARM below are the choices.
+CANDIDATES: tuple[Flavour, ...] = (
+    Flavour(name="ort-s8s8-qdq", activation="QInt8"),
+    Flavour(name="ort-u8s8-qdq"),
+    Flavour(name="ort-u8s8-qdq-rr", reduce_range=True),
+    Flavour(name="ort-u8s8-qoperator", quant_format="QOperator"),
+    Flavour(name="ort-u8s8-qoperator-rr", quant_format="QOperator", reduce_range=True),
+    Flavour(name="ort-u8s8-qdq-pt", per_channel=False),
+)
+FLAVOURS = {f.name: f for f in CANDIDATES}
+ORT_X86 = FLAVOURS["ort-u8s8-qdq"]  # QOperator: as fast, but broke accuracy (docs/quantize.md)
+# Not measured (no ARM machine here): ORT's quantization guide makes U8S8 the layout of choice
+# on ARM64 too (faster than U8U8 on low-end cores, same elsewhere); QDQ, ORT's recommended format.
+ORT_ARM = Flavour(name="ort-u8s8-qdq-arm64", measured=False,
+                  why="ORT quantization docs: U8S8 on ARM64 (unmeasured here)")
+
+
+def ort_flavour_for(machine: str) -> Flavour:
+    """The flavour `glonet quantize` makes for onnxruntime on a machine (platform.machine())."""
+    return ORT_ARM if machine.lower() in ("aarch64", "arm64") else ORT_X86
+
+
+def resolve_flavour(name: str) -> Flavour | None:
+    """QuantizeSettings.ort_flavour -> the Flavour to make, None for "none"."""
+    import platform
+
+    if name == "none":
+        return None
+    return ort_flavour_for(platform.machine()) if name == "auto" else FLAVOURS[name]
+
+
+def flavour_quantize(src: Any, dst: Path, flavour: Flavour, feeds: list[dict[str, np.ndarray]],
+                     estimator: Estimator = ("minmax", 100.0), nodes_to_exclude: list[str] | None = None,
+                     quant_format: str | None = None) -> None:
+    """quantize_static in `flavour`, every op ORT can quantize (outputs included, so its graph
+    optimizer fuses QLinearConv & co.), calibrated on `feeds`; quant_format overrides the flavour's."""
+    from .recipes import FeedReader, _drop_unused_opsets, _quiet_ort_logging
+
+    q = require("onnxruntime.quantization", "onnxruntime")
+    options = flavour.options(q)
+    if quant_format is not None:
+        options["quant_format"] = getattr(q.QuantFormat, quant_format)
+    extra: dict[str, Any] = {"WeightSymmetric": True, "ActivationSymmetric": flavour.activation == "QInt8"}
+    method = q.CalibrationMethod.MinMax
+    if estimator[0] == "percentile":
+        method = q.CalibrationMethod.Percentile
+        extra["CalibPercentile"] = estimator[1]
+    # ORT's percentile calibrator prints its progress to stdout: keep the CLI's output clean
+    with _quiet_ort_logging(), contextlib.redirect_stdout(io.StringIO()):
+        q.quantize_static(src, str(dst), FeedReader(list(feeds)), calibrate_method=method,
+                          nodes_to_exclude=list(nodes_to_exclude or []), extra_options=extra, **options)
+    _drop_unused_opsets(dst)
+
+
+class FlavourCandidate(Candidate):
+    """An accuracy-control candidate in an ORT flavour. Float fallback re-quantizes with
+    nodes_to_exclude; the layers are ranked on the flavour's QDQ twin (`base`: same ranges and
+    types, QDQ layout), because keep_float's graph surgery needs Q/DQ pairs, and a QOperator
+    graph has none."""
+
+    def __init__(self, src: Path, dst: Path, flavour: Flavour, estimator: Estimator,
+                 feeds: list[dict[str, np.ndarray]]):
+        super().__init__(f"{flavour.name} {estimator_name(estimator)}", dst, tensorrt=False)
+        self.src, self.flavour, self.estimator, self.feeds = src, flavour, estimator, feeds
+
+    def make(self) -> Any:
+        import onnx
+
+        twin = self.dst.with_name(self.dst.stem + ".twin.onnx")
+        try:
+            flavour_quantize(self.src, twin, self.flavour, self.feeds, self.estimator, quant_format="QDQ")
+            return onnx.load(str(twin))
+        finally:
+            twin.unlink(missing_ok=True)
+
+    def write(self, excluded: list[str]) -> None:
+        if self.base is None:
+            self.base = self.make()
+        flavour_quantize(self.src, self.dst, self.flavour, self.feeds, self.estimator, excluded)
+
+
+def flavour_candidates(src: Path, dst: Path, flavour: Flavour, range_estimators: list[Estimator],
+                       feeds: list[dict[str, np.ndarray]]) -> list[Candidate]:
+    """One candidate per range estimator, in order."""
+    return [FlavourCandidate(src, dst, flavour, e, feeds) for e in range_estimators]
+
+
+def flavour_extra(flavour: Flavour, outcome: Any, settings: QuantizeSettings, calib: int) -> dict[str, Any]:
+    """What the manifest records about a shipped flavour graph."""
+    extra: dict[str, Any] = {EXTRA_KEY: flavour.name, "engine": "onnxruntime", "format": flavour.quant_format,
+                             "activations": flavour.activation, "weights": flavour.weight,
+                             "per_channel": flavour.per_channel, "reduce_range": flavour.reduce_range,
+                             "measured": flavour.measured, "recipe": outcome.candidate.name, "calib_size": calib,
+                             "calibration": "training split", "accuracy_checks": outcome.check.engines,
+                             "max_drop": settings.max_drop, "min_agreement": settings.min_agreement}
+    if outcome.float_layers:
+        extra["float_nodes"] = outcome.float_layers
+    return extra
+
+
+def quantize_flavour_depth(stage: Path, entry: DepthEntry, src: Path, flavour: Flavour, data: Calibration,
+                           settings: QuantizeSettings, input_name: str = "x") -> dict[str, Any]:
+    """One depth's graph in `flavour` under accuracy control on onnxruntime (the only engine that
+    serves it): shipped as an ORT_FORMAT int8 artifact, or recorded under rejected[ORT_REJECTED]
+    (the TensorRT graph then stays what onnxruntime serves)."""
+    import onnx
+
+    dst = stage / "onnx" / f"depth_{entry.depth:03d}.int8.{flavour.name}.onnx"
+    judge = AccuracyCheck(src, data, settings.max_drop, settings.min_agreement, ["onnxruntime"], input_name)
+    feeds = [{input_name: xb} for xb in data.batches(equal=True)]
+    ests = estimators(settings.calibration_method, settings.percentile, search=settings.range_search)
+    # Every op may go back to float, not only Conv/Gemm/MatMul: the flavour also quantizes the
+    # Adds of the GloNet running sum, and on the digits CNN those cost the agreement.
+    graph = onnx.load(str(src))
+    layers = quantizable_nodes(graph, tuple({n.op_type for n in graph.graph.node}))
+    outcome = control_accuracy(flavour_candidates(src, dst, flavour, ests, feeds), judge, layers,
+                               settings.max_float_fraction)
+    entry.artifacts = [a for a in entry.artifacts if not (a.format == ORT_FORMAT and a.precision == "int8")]
+    row = {"depth": entry.depth, "flavour": flavour.name, "fp32": judge.fp32, "int8": outcome.check.score,
+           "agreement": outcome.check.agreement, "float_layers": len(outcome.float_layers), "status": "ok"}
+    if outcome.ok:
+        entry.rejected.pop(ORT_REJECTED, None)
+        extra = flavour_extra(flavour, outcome, settings, len(data.x_calib))
+        extra.update(source_extra(entry.artifact("onnx", "fp32"), {"onnxruntime": _ort_version()}))
+        entry.set_artifact(Artifact.from_file(stage, dst, ORT_FORMAT, "int8", extra=extra))
+    else:
+        dst.unlink(missing_ok=True)
+        entry.rejected[ORT_REJECTED] = (f"{flavour.name}: " + "; ".join(outcome.check.failures)
+                                        + "; onnxruntime serves the TensorRT int8 graph instead")
+        row["status"] = "rejected"
+    return row
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+def add_ort_flavours(stage: Path, manifest: BundleManifest, depths: list[int], settings: QuantizeSettings,
+                     data: Calibration | None = None) -> list[dict[str, Any]]:
+    """ONNX Runtime's int8 graph for each of `depths` whose TensorRT int8 graph shipped (quantize
+    and `glonet compile --target onnxruntime --precision int8` both call this)."""
+    flavour = resolve_flavour(settings.ort_flavour)
+    todo = [manifest.depth(d) for d in depths if "int8" not in manifest.depth(d).rejected]
+    if flavour is None or not todo:
+        return []
+    if data is None:
+        data = load_calibration(manifest, settings.calib_size, settings.seed, settings.dataset)
+    return [quantize_flavour_depth(stage, e, e.artifact("onnx", "fp32").resolve(stage), flavour, data, settings,
+                                   manifest.input_name) for e in todo]
