@@ -49,9 +49,15 @@ def current_sha(holder: Any, precision: str) -> str | None:
 
 
 def built_from(artifact: Artifact) -> str | None:
-    """The sha256 of the graph `artifact` runs: itself for an ONNX graph, the recorded source otherwise."""
-    if artifact.format == "onnx":
+    """The sha256 of the graph `artifact` runs: itself for an ONNX graph (ONNX Runtime's int8
+    flavour included), the recorded source otherwise."""
+    if artifact.format in ("onnx", *FROM_FP32_FORMATS):
         return artifact.sha256
+    return recorded_source(artifact)
+
+
+def recorded_source(artifact: Artifact) -> str | None:
+    """The sha256 of the graph an engine (or a flavour graph) was made from, as recorded then."""
     sha = artifact.extra.get(SOURCE_SHA)
     return sha if isinstance(sha, str) else None
 
@@ -91,7 +97,7 @@ def staleness(holder: Any, artifact: Artifact) -> tuple[str, bool] | None:
     src = source_graph(holder, artifact.precision, artifact.format)
     if src is None:
         return f"its source {artifact.precision} ONNX graph is no longer in the bundle", True
-    built = built_from(artifact)
+    built = recorded_source(artifact)
     if built is None:
         return UNKNOWN, False
     if built != src.sha256:
@@ -144,7 +150,16 @@ def result_is_stale(entry: Any, key: str, precision: str) -> bool:
     """True when the result `key` was measured on a graph that is not the entry's current one
     for `precision`; a result with nothing recorded (an older bundle) is taken as it is."""
     recorded = entry.measured_on.get(key)
-    return recorded is not None and recorded != current_sha(entry, precision)
+    return recorded is not None and recorded != _measured_graph(entry, key, precision)
+
+
+def _measured_graph(entry: Any, key: str, precision: str) -> str | None:
+    """The sha256 of the graph a result `key` is measured on today: ONNX Runtime's own int8
+    graph where the entry has one (that is what it profiles), else the source graph."""
+    kind, _, name = key.partition("/")
+    target = name.split("/")[0]
+    own = entry.artifact(target, precision) if kind == "profile" and target in FROM_FP32_FORMATS else None
+    return own.sha256 if own is not None else current_sha(entry, precision)
 
 
 def _result_fix(bundle: str | Path, key: str) -> str:
