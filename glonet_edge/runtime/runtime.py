@@ -27,14 +27,19 @@ import numpy as np
 
 from ..errors import ArtifactError, ConfigError
 from ..exits import ExitCalibration
-from ..manifest import BundleManifest
-from ..targets import CompiledModel, get_target, load_artifact
+from ..manifest import FAMILY_FORMAT, BundleManifest
+from ..targets import CompiledModel, Target, get_target, load_artifact
 from .adaptive import ChainResult, SegmentChain
 from .policy import (COST_MODELS, DEFAULT_COST_MODEL, Decision, DepthPolicy, PolicyConfig, estimate_costs, exit_budget,
                      family_table)
 from .power import PowerSource, PowerState, open_power_source
 
 logger = logging.getLogger("glonet_edge.runtime")
+
+# What `resources()` reports as the memory layout of the loaded depths.
+PER_DEPTH_LAYOUT = "per-depth graphs"  # one compiled model per depth, each with its own weights
+FAMILY_GRAPH_LAYOUT = "family graph"  # one compiled model, an output per depth, each weight once
+FAMILY_TARGETS = ("onnxruntime", "openvino")  # engines that load the family graph (an ONNX file)
 
 
 class Prediction(NamedTuple):
@@ -62,8 +67,10 @@ class Runtime:
     def __init__(self, bundle: Path, manifest: BundleManifest, target: str, precision: str,
                  models: dict[int, CompiledModel], segments: list[tuple[int, CompiledModel]],
                  segment_precision: str | None, policy: DepthPolicy, power: PowerSource | None,
-                 poll_interval_s: float, exits: ExitCalibration | None = None) -> None:
+                 poll_interval_s: float, exits: ExitCalibration | None = None,
+                 layout: str = PER_DEPTH_LAYOUT) -> None:
         self.bundle = bundle
+        self.layout = layout
         self.manifest = manifest
         self.target = target
         self.precision = precision
@@ -90,7 +97,7 @@ class Runtime:
              power: str | PowerSource | None = "auto", policy: PolicyConfig | str | Path | Mapping | None = None,
              device: str | None = None, verify: bool = True, warmup: bool = True, anytime: bool = True,
              poll_interval_s: float = 1.0, power_root: str | Path = "/", cost_model: str = DEFAULT_COST_MODEL,
-             adaptive: bool = False, **target_options: Any) -> "Runtime":
+             adaptive: bool = False, share_weights: bool = False, **target_options: Any) -> "Runtime":
         """Load every servable depth of `bundle` for target/precision (sha256-checked).
 
         power: "auto" | "none" | a spec for open_power_source ("jetson", "battery", "file:PATH",
@@ -98,6 +105,10 @@ class Runtime:
         for the defaults. Depths whose precision is rejected in the manifest are not served.
         adaptive: `infer` and `infer_anytime` stop each row when it is sure (the segment chain and
         the bundle's exit thresholds for `precision` are loaded).
+        share_weights: serve every depth from the family graph (one graph, an output per depth,
+        from `glonet export --shared-weights`): about one model's memory for the whole family,
+        but each call runs the full depth's trunk, so shallow depths lose their speed (fp32,
+        onnxruntime and openvino; BENCHMARKS.md, "Memory"). Off by default for that reason.
         """
         bundle = Path(bundle)
         manifest = BundleManifest.load(bundle)
@@ -107,12 +118,8 @@ class Runtime:
         if device is not None:
             options["device"] = engine.check_device(device)
 
-        models: dict[int, CompiledModel] = {}
-        for entry in manifest.depths:
-            artifact = entry.artifact(engine.artifact_format, precision)
-            if artifact is None or precision in entry.rejected:
-                continue
-            models[entry.depth] = load_artifact(bundle, artifact, engine, verify=verify, **options)
+        models = (_family_views(bundle, manifest, engine, precision, verify, options) if share_weights
+                  else _depth_models(bundle, manifest, engine, precision, verify, options))
         if not models:
             raise ArtifactError(
                 f"bundle {bundle} has no {engine.artifact_format!r} {precision} artifacts for target {target!r}; "
@@ -144,7 +151,7 @@ class Runtime:
             source = power if isinstance(power, PowerSource) else open_power_source(power, root=power_root)
         exits = _exit_thresholds(bundle, manifest, precision, segment_precision) if adaptive else None
         rt = cls(bundle, manifest, target, precision, models, segments, segment_precision, depth_policy, source,
-                 poll_interval_s, exits)
+                 poll_interval_s, exits, FAMILY_GRAPH_LAYOUT if share_weights else PER_DEPTH_LAYOUT)
         if warmup:
             rt._warmup()
         return rt
@@ -324,13 +331,16 @@ class Runtime:
 
     # ---- introspection -------------------------------------------------------------------------
     def resources(self) -> dict[str, Any]:
-        """What the loaded family holds: models, bytes of their artifacts, process RSS."""
+        """What the loaded family holds: its memory layout, models, bytes of their artifacts, process RSS."""
         fmt = get_target(self.target).artifact_format
-        arts = [e.artifact(fmt, self.precision) for e in self.manifest.depths if e.depth in self._models]
+        family = self.layout == FAMILY_GRAPH_LAYOUT
+        arts = ([max(self.manifest.depths, key=lambda e: e.depth).artifact(FAMILY_FORMAT, "fp32")] if family else
+                [e.artifact(fmt, self.precision) for e in self.manifest.depths if e.depth in self._models])
         seg_arts = ([s.artifact(fmt, self.segment_precision or "fp32") for s in self.manifest.segments]
                     if self._chain is not None else [])
         size = lambda a: a.bytes + sum(c["bytes"] for c in a.companions)  # noqa: E731
-        return {"target": self.target, "precision": self.precision, "depths_loaded": len(self._models),
+        return {"target": self.target, "precision": self.precision, "memory_layout": self.layout,
+                "depths_loaded": len(self._models), "depth_models": 1 if family else len(self._models),
                 "segments_loaded": len(self._chain.segments) if self._chain is not None else 0,
                 "artifact_bytes": sum(size(a) for a in arts if a is not None),
                 "segment_bytes": sum(size(a) for a in seg_arts if a is not None),
@@ -352,6 +362,36 @@ class Runtime:
         return (f"<Runtime {self.bundle} {self.target}/{self.precision} depths={self.depths} "
                 f"depth={self.depth} segments={len(self._chain.segments) if self._chain else 0}"
                 f"{' adaptive' if self.exits is not None else ''}>")
+
+
+def _depth_models(bundle: Path, manifest: BundleManifest, engine: Target, precision: str, verify: bool,
+                  options: dict[str, Any]) -> dict[int, CompiledModel]:
+    """One compiled model per servable depth, from that depth's own artifact."""
+    models: dict[int, CompiledModel] = {}
+    for entry in manifest.depths:
+        artifact = entry.artifact(engine.artifact_format, precision)
+        if artifact is None or precision in entry.rejected:
+            continue
+        models[entry.depth] = load_artifact(bundle, artifact, engine, verify=verify, **options)
+    return models
+
+
+def _family_views(bundle: Path, manifest: BundleManifest, engine: Target, precision: str, verify: bool,
+                  options: dict[str, Any]) -> dict[int, CompiledModel]:
+    """Every servable depth as a view of one loaded family graph (export/family_graph.py):
+    the engine holds each weight once."""
+    if engine.name not in FAMILY_TARGETS or precision != "fp32":
+        raise ConfigError(f"share_weights serves the fp32 family graph on {' or '.join(FAMILY_TARGETS)}; "
+                          f"{engine.name}/{precision} loads one artifact per depth (share_weights=False)")
+    deepest = max(manifest.depths, key=lambda e: e.depth)
+    artifact = deepest.artifact(FAMILY_FORMAT, "fp32")
+    if artifact is None:
+        raise ArtifactError(f"bundle {bundle} has no family graph; re-export it with `glonet export --shared-weights`")
+    path = artifact.resolve(bundle, verify=verify)  # the graph and its weights file, sha256-checked
+    family = engine.load(path, "fp32", **options)
+    outputs = artifact.extra.get("outputs", {})
+    return {e.depth: family.output_view(outputs[str(e.depth)]) for e in manifest.depths
+            if str(e.depth) in outputs and "fp32" not in e.rejected}
 
 
 def _exit_thresholds(bundle: Path, manifest: BundleManifest, precision: str,

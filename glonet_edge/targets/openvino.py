@@ -192,7 +192,8 @@ class OpenVINOTarget(Target):
         device = self.check_device(options.get("device"))
         self.check_available(device)
         xml = Path(artifact_path)
-        if not xml.is_file() or not xml.with_suffix(".bin").is_file():
+        # An ONNX graph (the runtime's family graph) is read by OpenVINO directly, weights and all.
+        if not xml.is_file() or (xml.suffix != ".onnx" and not xml.with_suffix(".bin").is_file()):
             raise ArtifactError(f"OpenVINO IR {xml} (and its .bin) not found; run `glonet compile --target openvino`")
         config = self.compile_config(precision, device, **{k: v for k, v in options.items() if k != "device"})
         c = core()
