@@ -192,16 +192,21 @@ def layouts_of(bundle: Path, graph_paths: dict[int, Path], segment_paths: list[P
 def family_graph(bundle: Path, manifest: Any, graph_paths: dict[int, Path], tmp: Path) -> tuple[Path, int]:
     """The bundle's family graph (`glonet export --shared-weights`) and its bytes with the
     weights file; for other bundles one merged from the graphs into `tmp` (weights inline)."""
+    from ..export.bundle import FAMILY_WEIGHTS
     from ..export.family_graph import merge_family
     from ..manifest import FAMILY_FORMAT
 
     art = manifest.depth(max(graph_paths)).artifact(FAMILY_FORMAT, "fp32")
     if art is not None:
         return bundle / art.path, art.bytes + sum(c["bytes"] for c in art.companions)
+    folder = tmp / "family"
+    folder.mkdir()
     if any(manifest.depth(d).artifact("onnx", "fp32").companions for d in graph_paths):
-        graph_paths = {d: Path(p) for d, p in zip(graph_paths, shared_copy(graph_paths, tmp / "family"))}
-    path = merge_family(graph_paths, tmp / "family" / "family.onnx")
-    return path, sum(p.stat().st_size for p in path.parent.iterdir())
+        # its external data must sit next to it: merge copies that share one weights file in `folder`
+        graph_paths = dict(zip(graph_paths, shared_copy(graph_paths, folder)))
+    path = merge_family(graph_paths, folder / "family.onnx")
+    weights = folder / FAMILY_WEIGHTS  # there only when the graphs share one
+    return path, path.stat().st_size + (weights.stat().st_size if weights.is_file() else 0)
 
 
 def measure_layouts(layouts: dict[str, Layout], engines: list[str], manifest: Any, storage: dict[str, int],

@@ -16,6 +16,7 @@ InferRequest from a pool (one per concurrent caller). Only numpy is imported at 
 
 from __future__ import annotations
 
+import copy
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -112,6 +113,15 @@ class OVCompiledModel(CompiledModel):
             return req.get_output_tensor(0).data
 
         return raw
+
+    def output_view(self, name: str) -> "OVCompiledModel":
+        # Same compiled model and per-thread requests; copies out only output `name`.
+        if name not in self.output_names:
+            raise ConfigError(f"OpenVINO model has no output {name!r}; it has {self.output_names}")
+        view = copy.copy(self)
+        view.output_names, view._output_indices = [name], [self.output_names.index(name)]
+        view._single_output = False
+        return view
 
     def close(self) -> None:
         self._per_thread = threading.local()  # drops every thread's request with the old object
