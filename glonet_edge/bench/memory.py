@@ -192,7 +192,8 @@ def layouts_of(bundle: Path, graph_paths: dict[int, Path], segment_paths: list[P
 def family_graph(bundle: Path, manifest: Any, graph_paths: dict[int, Path], tmp: Path) -> tuple[Path, int]:
     """The bundle's family graph (`glonet export --shared-weights`) and its bytes with the
     weights file; for other bundles one merged from the graphs into `tmp` (weights inline)."""
-    from ..export.bundle import FAMILY_WEIGHTS
+    import shutil
+
     from ..export.family_graph import merge_family
     from ..manifest import FAMILY_FORMAT
 
@@ -201,12 +202,13 @@ def family_graph(bundle: Path, manifest: Any, graph_paths: dict[int, Path], tmp:
         return bundle / art.path, art.bytes + sum(c["bytes"] for c in art.companions)
     folder = tmp / "family"
     folder.mkdir()
-    if any(manifest.depth(d).artifact("onnx", "fp32").companions for d in graph_paths):
-        # its external data must sit next to it: merge copies that share one weights file in `folder`
-        graph_paths = dict(zip(graph_paths, shared_copy(graph_paths, folder)))
-    path = merge_family(graph_paths, folder / "family.onnx")
-    weights = folder / FAMILY_WEIGHTS  # there only when the graphs share one
-    return path, path.stat().st_size + (weights.stat().st_size if weights.is_file() else 0)
+    # Merged next to copies of the graphs: a graph's external data must sit in its directory.
+    companions = {c["path"] for d in graph_paths for c in manifest.depth(d).artifact("onnx", "fp32").companions}
+    for rel in companions:
+        shutil.copy(bundle / rel, folder / Path(rel).name)
+    copies = {d: Path(shutil.copy(p, folder / p.name)) for d, p in graph_paths.items()}
+    path = merge_family(copies, folder / "family.onnx")
+    return path, path.stat().st_size + sum((folder / Path(rel).name).stat().st_size for rel in companions)
 
 
 def measure_layouts(layouts: dict[str, Layout], engines: list[str], manifest: Any, storage: dict[str, int],
