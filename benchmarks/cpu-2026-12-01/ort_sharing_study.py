@@ -104,13 +104,15 @@ def p50(call, n: int = 200) -> float:
     return float(np.median(times))
 
 
-def latency_ratios(option: str, bundle: Path) -> dict[int, float]:
-    base, other = load(OPTIONS[0], bundle)[0], load(option, bundle)[0]
+def latency_ratios(option: str, bundle: Path) -> tuple[dict[int, float], float]:
+    """Median p50 ratio per depth, and the largest |difference| of any depth's answer."""
+    (base, _), (other, _alive) = load(OPTIONS[0], bundle), load(option, bundle)  # _alive: the shared weights
+    worst = max(float(np.abs(other[d]()[0] - base[d]()[0]).max()) for d in base)
     ratios: dict[int, list[float]] = {d: [] for d in base}
     for _ in range(5):
         for d in base:
             ratios[d].append(p50(other[d]) / p50(base[d]))
-    return {d: float(np.median(r)) for d, r in ratios.items()}
+    return {d: float(np.median(r)) for d, r in ratios.items()}, worst
 
 
 def main(bundle: Path) -> None:
@@ -119,8 +121,8 @@ def main(bundle: Path) -> None:
                                           capture_output=True, text=True).stdout)["rss_added_mb"] for _ in range(3)]
         line = f"{option}: +{np.median(runs):.1f} MB RSS (median of 3 processes)"
         if option != OPTIONS[0]:
-            r = latency_ratios(option, bundle)
-            line += (f"; p50 / per-depth sessions: median {np.median(list(r.values())):.2f}, depth {min(r)} "
+            r, worst = latency_ratios(option, bundle)
+            line += (f"; max |answer - per-depth session's| {worst:.3g}; p50 / per-depth sessions: median {np.median(list(r.values())):.2f}, depth {min(r)} "
                      f"{r[min(r)]:.2f}, depth {max(r)} {r[max(r)]:.2f}, range {min(r.values()):.2f}-{max(r.values()):.2f}")
         print(line, flush=True)
 
