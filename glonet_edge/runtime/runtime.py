@@ -8,6 +8,9 @@
     rt = Runtime.open("BUNDLE", adaptive=True)  # each row stops when it is sure (exits.py)
     pred = rt.infer(x)                       # pred.depths: the depth each row stopped at
 
+    rt = Runtime.open("BUNDLE", share_weights=True)  # every depth from one graph: one model's memory,
+                                             # full-depth latency (BENCHMARKS.md, "Memory")
+
 Imports numpy, the standard library and one engine library (through targets/): never torch,
 onnx or nncf. The hot path is a dict lookup and one engine call; the power source is read by
 at most one thread at a time, at most every `poll_interval_s`, so sensors never sit on the

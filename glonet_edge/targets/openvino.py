@@ -100,17 +100,18 @@ class OVCompiledModel(CompiledModel):
 
     def raw_callable(self) -> Callable[[dict[str, np.ndarray]], Any]:
         """One dedicated InferRequest, zero-copy in and out (single-threaded use only): the
-        leanest OpenVINO call sequence, returning a view of the first output."""
+        leanest OpenVINO call sequence, returning a view of the first (an output view's) output."""
         if self._raw_request is None:
             self._raw_request = self.compiled.create_infer_request()
         req, inputs, tensor = self._raw_request, self._inputs, self._tensor
+        first = self._output_indices[0]  # an output view's own output
 
         def raw(feeds: dict[str, np.ndarray]) -> Any:
             for name, port in inputs:
                 arr = feeds[name]
                 req.set_tensor(port, tensor(arr, shared_memory=arr.flags.writeable))
             req.infer()
-            return req.get_output_tensor(0).data
+            return req.get_output_tensor(first).data
 
         return raw
 
