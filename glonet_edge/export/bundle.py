@@ -256,7 +256,7 @@ def _share_family_weights(graphs: dict[int, Path], opset: int, task: str, x: np.
 
 def _family_graph(graphs: dict[int, Path], x: np.ndarray) -> Path:
     """The shared-weights family as one graph with an output per depth (family_graph.py),
-    checked bitwise against every depth's own graph on held-out rows."""
+    checked against every depth's own graph on held-out rows (check_family_graph)."""
     path = merge_family(graphs, graphs[max(graphs)].parent / FAMILY_GRAPH)
     check_family_graph(path, graphs, x[:256])
     return path

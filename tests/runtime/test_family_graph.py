@@ -110,3 +110,30 @@ def test_share_weights_needs_the_family_graph_and_fp32(fc_served_bundle, shared_
         _open(fc_served_bundle, share_weights=True)  # exported without --shared-weights
     with pytest.raises(ConfigError, match="fp32"):
         _open(shared_bundle, precision="int8", share_weights=True)
+
+
+def test_merge_keeps_every_depth_of_a_cnn_family(cnn_bundle, tmp_path):
+    """Conv families too: bitwise as written, within 1e-6 as ONNX Runtime optimizes them."""
+    from glonet_edge.export.family_graph import check_family_graph, merge_family
+
+    manifest = BundleManifest.load(cnn_bundle)
+    graphs = {e.depth: cnn_bundle / e.artifact("onnx", "fp32").path for e in manifest.depths}
+    family = merge_family(graphs, cnn_bundle / "onnx" / "family.onnx")
+    check_family_graph(family, graphs, _inputs(manifest))  # raises on any difference
+
+
+def test_a_wrong_family_graph_is_caught(fc_bundle):
+    import onnx
+
+    from glonet_edge.export.family_graph import check_family_graph, family_output, merge_family
+
+    manifest = BundleManifest.load(fc_bundle)
+    graphs = {e.depth: fc_bundle / e.artifact("onnx", "fp32").path for e in manifest.depths}
+    path = merge_family(graphs, fc_bundle / "onnx" / "family.onnx")
+    model = onnx.load(str(path))
+    first, last = family_output(min(graphs)), family_output(max(graphs))
+    for node in model.graph.node:  # swap two depths' answers
+        node.output[:] = [{first: last, last: first}.get(o, o) for o in node.output]
+    onnx.save(model, str(path))
+    with pytest.raises(ArtifactError, match="differs"):
+        check_family_graph(path, graphs, _inputs(manifest))
