@@ -392,6 +392,8 @@ def _family_views(bundle: Path, manifest: BundleManifest, engine: Target, precis
         raise ArtifactError(f"bundle {bundle} has no family graph; re-export it with `glonet export --shared-weights`")
     path = artifact.resolve(bundle, verify=verify)  # the graph and its weights file, sha256-checked
     family = engine.load(path, "fp32", **options)
+    # Said once at open: a shallower depth no longer saves compute (nor the energy the policy expects).
+    logger.info("share_weights: every depth of %s runs the family graph's whole trunk", bundle)
     outputs = artifact.extra.get("outputs", {})
     return {e.depth: family.output_view(outputs[str(e.depth)]) for e in manifest.depths
             if str(e.depth) in outputs and "fp32" not in e.rejected}
