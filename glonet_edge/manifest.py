@@ -40,6 +40,12 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, float) and math.isfinite(v)
 
 
+# The family graph (export/family_graph.py): every depth in one ONNX graph, one output per
+# depth, recorded on the deepest depth's entry. Its own format so that lookups of a depth's
+# "onnx" graph never return it.
+FAMILY_FORMAT = "onnx-family"
+
+
 @dataclass
 class Artifact:
     """One file of the bundle: an ONNX graph, an OpenVINO IR, a TensorRT plan, ..."""

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 from .errors import ArtifactError
 from .fileio import confined_path
-from .manifest import Artifact, BundleManifest
+from .manifest import FAMILY_FORMAT, Artifact, BundleManifest
 
 SOURCE_SHA = "onnx_sha256"
 SOURCE_PATH = "onnx_path"
@@ -34,6 +34,8 @@ UNKNOWN = "unknown provenance: built by a glonet-edge that did not record its so
 # ONNX Runtime's own int8 graph (quantize/flavours.py) is quantized from the fp32 graph, not
 # from the TensorRT QDQ graph.
 FROM_FP32_FORMATS = ("onnxruntime",)
+# ONNX graphs that export writes and that run as they are: their own source.
+GRAPH_FORMATS = ("onnx", FAMILY_FORMAT)
 
 
 def source_graph(holder: Any, precision: str, fmt: str = "") -> Artifact | None:
@@ -51,7 +53,7 @@ def current_sha(holder: Any, precision: str) -> str | None:
 def built_from(artifact: Artifact) -> str | None:
     """The sha256 of the graph `artifact` runs: itself for an ONNX graph (ONNX Runtime's int8
     flavour included), the recorded source otherwise."""
-    if artifact.format in ("onnx", *FROM_FP32_FORMATS):
+    if artifact.format in (*GRAPH_FORMATS, *FROM_FP32_FORMATS):
         return artifact.sha256
     return recorded_source(artifact)
 
@@ -92,8 +94,8 @@ class Stale:
 
 def staleness(holder: Any, artifact: Artifact) -> tuple[str, bool] | None:
     """(why, provable) when `artifact` is not proven built from the holder's current graph; None if it is."""
-    if artifact.format == "onnx":
-        return None  # a graph is its own source
+    if artifact.format in GRAPH_FORMATS:
+        return None  # a graph that export wrote is its own source
     src = source_graph(holder, artifact.precision, artifact.format)
     if src is None:
         return f"its source {artifact.precision} ONNX graph is no longer in the bundle", True

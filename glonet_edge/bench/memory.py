@@ -5,13 +5,17 @@ Layouts of the same family of fp32 ONNX graphs (docs/architecture.md, "Segment c
   deeper than i, so disk grows ~ quadratically with the number of exported depths;
 - shared weights: the same graphs with every distinct tensor stored once in one file;
 - segment chain: segment j runs blocks start..end and carries (h, s); weights stored once;
+- family graph: every depth in one graph with an output per depth (export/family_graph.py;
+  `Runtime.open(..., share_weights=True)`): each weight once, but every call runs the whole trunk;
 - full graph: the deepest graph alone (one model, one depth: the reference cost).
 
 Disk bytes come from the bundle's export.json (`measure_storage` at export), else from the
-manifest. Resident memory is measured in a fresh Python process per layout (so nothing
-loaded earlier is counted): VmRSS after importing onnxruntime, then after creating one
-onnxruntime session per file and running each once on one sample (arena allocated). The
-difference is what serving that layout adds; the median of --repeats processes is reported.
+manifest. Resident memory is measured in a fresh Python process per engine and layout (so
+nothing loaded earlier is counted): VmRSS after importing the engine, then after creating
+one session (onnxruntime) or compiled model (openvino, from the ONNX file) per file and
+running each once on one sample (arena allocated). The difference is what serving that
+layout adds; the median of --repeats processes is reported. The same process then times the
+shallowest and the deepest depth (p50 of 200 calls): the price in speed of each layout.
 Without BUNDLE a small glonet-fc is trained and exported into DIR/ first.
 """
 
@@ -24,14 +28,17 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from dataclasses import dataclass, field
+from typing import Any
 
-HELP = "disk bytes and resident memory of the depth family: truncated graphs, shared weights, segments, one full graph"
+HELP = ("disk bytes, resident memory and per-depth latency of the depth family: truncated graphs, shared weights, "
+        "family graph, segments, one full graph")
 MB = 1024 * 1024
 
-# Runs in a fresh interpreter: argv[1] = {"paths": [...], "chain": bool, "input": name, "shape": [...]}
+# Runs in a fresh interpreter: argv[1] = {"paths": [...], "chain": bool, "input": name, "shape": [...],
+# "engine": "onnxruntime" | "openvino", "timed": [[file index, output name or null], ...]}
 WORKER = r"""
-import json, sys
+import json, sys, time
 import numpy as np
 
 def rss_bytes():
@@ -45,18 +52,50 @@ def rss_bytes():
     import psutil
     return psutil.Process().memory_info().rss
 
+def ort_calls(paths):
+    import onnxruntime
+    from glonet_edge.compare import cpu_session
+    sessions = [cpu_session(p, threads=1, spin=True) for p in paths]
+    def call(i, out, feeds):
+        return sessions[i].run(None if out is None else [out], feeds)
+    return call, [[n.name for n in s.get_inputs()] for s in sessions]
+
+def ov_calls(paths):
+    import openvino as ov
+    core = ov.Core()
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32"}
+    requests = [core.compile_model(p, "CPU", config).create_infer_request() for p in paths]
+    def call(i, out, feeds):  # the runtime's call sequence; OpenVINO computes every output, asked or not
+        req = requests[i]
+        for name, arr in feeds.items():
+            req.set_tensor(name, ov.Tensor(arr, shared_memory=True))
+        req.infer()
+        return [req.get_output_tensor(j).data.copy() for j in range(len(req.model_outputs))]
+    return call, [[p.get_any_name() for p in r.model_inputs] for r in requests]
+
 spec = json.loads(sys.argv[1])
-import onnxruntime
-from glonet_edge.compare import cpu_session
+__import__(spec["engine"])  # the library itself is not what a layout costs
 before = rss_bytes()
-sessions = [cpu_session(p, threads=1, spin=True) for p in spec["paths"]]
-feeds = {spec["input"]: np.zeros([1] + spec["shape"], np.float32)}
-for i, sess in enumerate(sessions):
-    outs = sess.run(None, feeds)
-    if spec["chain"] and i + 1 < len(sessions):
-        feeds = dict(zip([n.name for n in sessions[i + 1].get_inputs()], outs[:-1]))
+call, inputs = (ort_calls if spec["engine"] == "onnxruntime" else ov_calls)(spec["paths"])
+x = np.zeros([1] + spec["shape"], np.float32)
+feeds = {spec["input"]: x}
+for i in range(len(spec["paths"])):  # each once: arenas and kernels allocated, as in serving
+    outs = call(i, None, feeds)
+    if spec["chain"] and i + 1 < len(spec["paths"]):
+        feeds = dict(zip(inputs[i + 1], outs[:-1]))
 after = rss_bytes()
-print(json.dumps({"before": before, "after": after}))
+p50 = []
+for i, out in spec["timed"]:
+    one = {spec["input"]: x}
+    for _ in range(20):
+        call(i, out, one)
+    times = []
+    for _ in range(200):
+        t0 = time.perf_counter()
+        call(i, out, one)
+        times.append(time.perf_counter() - t0)
+    p50.append(float(np.median(times)) * 1e3)
+print(json.dumps({"before": before, "after": after, "p50_ms": p50}))
 """
 
 
@@ -67,6 +106,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=128, help="width of the self-made glonet-fc (default 128)")
     p.add_argument("--epochs", type=int, default=3, help="epochs of the self-made glonet-fc (default 3)")
     p.add_argument("--repeats", type=int, default=3, help="fresh processes per layout; median reported (default 3)")
+    p.add_argument("--engines", default="onnxruntime,openvino",
+                   help="engines to load the layouts with, comma-separated (default onnxruntime,openvino; "
+                        "openvino is skipped where it is not installed)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
@@ -77,6 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {args.repeats}")
+    engines = _engines(args.engines)
     out = Path(args.out)
     bundle = Path(args.bundle) if args.bundle else make_bundle(out, args.depth, args.width, args.epochs, args.quiet)
     manifest = BundleManifest.load(bundle)
@@ -89,64 +132,135 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     segment_paths = [bundle / s.artifact("onnx", "fp32").path for s in manifest.segments
                      if s.artifact("onnx", "fp32") is not None]
     storage = disk_storage(bundle, manifest)
-    shared = any(a.companions for a in graphs.values())
     with tempfile.TemporaryDirectory() as tmp:
-        layouts = layouts_of(graph_paths, segment_paths, shared, storage, manifest, Path(tmp))
-        rows, samples = measure_layouts(layouts, manifest, storage, args.repeats, args.quiet)
+        layouts = layouts_of(bundle, graph_paths, segment_paths, storage, manifest, Path(tmp))
+        rows, samples = measure_layouts(layouts, engines, manifest, storage, args.repeats, args.quiet)
     result = {
         "suite": "memory", "bundle": str(bundle), "model": manifest.model.get("model"),
         "model_depth": manifest.max_depth, "width": manifest.model.get("width"), "depths": sorted(graph_paths),
-        "segments": len(segment_paths), "storage": storage, "rows": rows, "rss_added_bytes_samples": samples,
-        "repeats": args.repeats, "environment": environment(), "command": getattr(args, "command_line", None),
+        "segments": len(segment_paths), "storage": storage, "engines": engines, "rows": rows,
+        "rss_added_bytes_samples": samples, "repeats": args.repeats, "environment": environment(),
+        "command": getattr(args, "command_line", None),
     }
     plot(result, out / "memory.png")
     write_summary(result, out / "memory.md")
     return result
 
 
-Layouts = Dict[str, Tuple[List[Path], bool, int]]  # name -> (files, run as a chain, bytes on disk)
+@dataclass
+class Layout:
+    """Files loaded together, as the runtime would serve them."""
+
+    files: list[Path]
+    disk: int  # bytes on disk
+    chain: bool = False  # run as a chain, each file's outputs feeding the next
+    # (file index, output name or None for its only output) of the shallowest and the deepest
+    # depth, timed after loading: what serving one depth costs in this layout
+    timed: list[tuple[int, str | None]] = field(default_factory=list)
 
 
-def layouts_of(graph_paths: dict[int, Path], segment_paths: list[Path], shared: bool, storage: dict[str, int],
-               manifest: Any, tmp: Path) -> Layouts:
+def layouts_of(bundle: Path, graph_paths: dict[int, Path], segment_paths: list[Path], storage: dict[str, int],
+               manifest: Any, tmp: Path) -> dict[str, Layout]:
     """The layouts to load, in the order measured; extra files (a shared-weights copy, the
-    baseline's identity graph) are written to `tmp`."""
-    deepest = max(graph_paths)
+    family graph when the bundle has none, the baseline's identity graph) go to `tmp`."""
+    from ..export.family_graph import family_output
+
+    shallow, deepest = min(graph_paths), max(graph_paths)
+    files = list(graph_paths.values())
+    per_depth = [(0, None), (len(files) - 1, None)]
+    shared = any(manifest.depth(d).artifact("onnx", "fp32").companions for d in graph_paths)
     # export measures the self-contained family even when it then shares the weights.
-    layouts: Layouts = {
-        "truncated graphs (shared weights)" if shared else "truncated graphs":
-            (list(graph_paths.values()), False,
-             storage["shared_weights_bytes"] if shared else storage["truncated_family_bytes"]),
-    }
+    layouts = {"truncated graphs (shared weights)" if shared else "truncated graphs": Layout(
+        files, storage["shared_weights_bytes"] if shared else storage["truncated_family_bytes"], timed=per_depth)}
     if not shared and "shared_weights_bytes" in storage:
-        layouts["shared weights"] = (shared_copy(graph_paths, tmp), False, storage["shared_weights_bytes"])
+        layouts["shared weights"] = Layout(shared_copy(graph_paths, tmp), storage["shared_weights_bytes"],
+                                           timed=per_depth)
+    family, family_bytes = family_graph(bundle, manifest, graph_paths, tmp)
+    layouts["family graph (one graph, an output per depth)"] = Layout(
+        [family], family_bytes, timed=[(0, family_output(shallow)), (0, family_output(deepest))])
     if segment_paths:
-        layouts["segment chain"] = (segment_paths, True, storage["segments_bytes"])
-    layouts[f"full graph (depth {deepest})"] = ([graph_paths[deepest]], False, storage["full_graph_bytes"])
-    # What onnxruntime itself takes for a first session (thread pools, allocators, kernels):
+        layouts["segment chain"] = Layout(segment_paths, storage["segments_bytes"], chain=True)
+    layouts[f"full graph (depth {deepest})"] = Layout([graph_paths[deepest]], storage["full_graph_bytes"],
+                                                      timed=[(0, None)])
+    # What the engine itself takes for a first model (thread pools, allocators, kernels):
     # every layout pays it once, so the rows above it differ by the model's own memory.
     baseline = identity_graph(tmp / "identity.onnx", manifest.input_name, manifest.input_shape, manifest.opset)
-    layouts["onnxruntime baseline (identity graph)"] = ([baseline], False, baseline.stat().st_size)
+    layouts["baseline (identity graph)"] = Layout([baseline], baseline.stat().st_size)
     return layouts
 
 
-def measure_layouts(layouts: Layouts, manifest: Any, storage: dict[str, int], repeats: int,
-                    quiet: bool) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
-    """A row per layout (median of `repeats` fresh processes) and every process's RSS delta."""
+def family_graph(bundle: Path, manifest: Any, graph_paths: dict[int, Path], tmp: Path) -> tuple[Path, int]:
+    """The bundle's family graph (`glonet export --shared-weights`) and its bytes with the
+    weights file; for other bundles one merged from the graphs into `tmp` (weights inline)."""
+    import shutil
+
+    from ..export.family_graph import merge_family
+    from ..manifest import FAMILY_FORMAT
+
+    art = manifest.depth(max(graph_paths)).artifact(FAMILY_FORMAT, "fp32")
+    if art is not None:
+        return bundle / art.path, art.bytes + sum(c["bytes"] for c in art.companions)
+    folder = tmp / "family"
+    folder.mkdir()
+    # Merged next to copies of the graphs: a graph's external data must sit in its directory.
+    companions = {c["path"] for d in graph_paths for c in manifest.depth(d).artifact("onnx", "fp32").companions}
+    for rel in companions:
+        shutil.copy(bundle / rel, folder / Path(rel).name)
+    copies = {d: Path(shutil.copy(p, folder / p.name)) for d, p in graph_paths.items()}
+    path = merge_family(copies, folder / "family.onnx")
+    return path, path.stat().st_size + sum((folder / Path(rel).name).stat().st_size for rel in companions)
+
+
+def measure_layouts(layouts: dict[str, Layout], engines: list[str], manifest: Any, storage: dict[str, int],
+                    repeats: int, quiet: bool) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
+    """A row per engine and layout (median of `repeats` fresh processes) and every process's RSS delta."""
     rows, samples = [], {}
-    for name, (paths, chain, disk) in layouts.items():
-        deltas, afters = [], []
-        for _ in range(repeats):
-            m = measure_rss(paths, chain, manifest.input_name, manifest.input_shape)
-            deltas.append(m["after"] - m["before"])
-            afters.append(m["after"])
-        samples[name] = deltas
-        rows.append({"layout": name, "files": len(paths), "disk_bytes": disk,
-                     "disk_x_full": disk / storage["full_graph_bytes"],
-                     "rss_added_mb": statistics.median(deltas) / MB, "rss_total_mb": statistics.median(afters) / MB})
-        if not quiet:
-            print(f"{name}: {disk} B on disk, +{rows[-1]['rss_added_mb']:.1f} MB resident", file=sys.stderr)
+    for engine in engines:
+        reference = None  # the truncated graphs' p50s: the per-depth speed every layout is held to
+        for name, layout in layouts.items():
+            if layout.chain and engine != "onnxruntime":
+                continue  # the chain's inputs are fed by name, as the ONNX Runtime sessions see them
+            runs = [measure_rss(layout, engine, manifest.input_name, manifest.input_shape) for _ in range(repeats)]
+            deltas = [m["after"] - m["before"] for m in runs]
+            samples[f"{engine}: {name}"] = deltas
+            row = {"engine": engine, "layout": name, "files": len(layout.files), "disk_bytes": layout.disk,
+                   "disk_x_full": layout.disk / storage["full_graph_bytes"],
+                   "rss_added_mb": statistics.median(deltas) / MB,
+                   "rss_total_mb": statistics.median(m["after"] for m in runs) / MB}
+            row.update(_latency_columns([statistics.median(m["p50_ms"][i] for m in runs)
+                                         for i in range(len(layout.timed))], reference))
+            if reference is None and row["p50_shallowest_ms"] is not None:
+                reference = [row["p50_shallowest_ms"], row["p50_deepest_ms"]]
+            rows.append(row)
+            if not quiet:
+                print(f"{engine} {name}: {layout.disk} B on disk, +{row['rss_added_mb']:.1f} MB resident",
+                      file=sys.stderr)
     return rows, samples
+
+
+def _latency_columns(p50: list[float], reference: list[float] | None) -> dict[str, float | None]:
+    """p50 of the shallowest and deepest depth (one p50 for the full graph alone), and their
+    ratios to the truncated graphs' (> 1: slower than serving that depth's own graph)."""
+    cols: dict[str, float | None] = dict.fromkeys(("p50_shallowest_ms", "p50_deepest_ms", "shallowest_x_truncated",
+                                                   "deepest_x_truncated"))  # every row has every column
+    if len(p50) == 1:
+        cols["p50_deepest_ms"] = p50[0]
+    elif len(p50) == 2:
+        cols.update({"p50_shallowest_ms": p50[0], "p50_deepest_ms": p50[1]})
+        if reference is not None:
+            cols.update({"shallowest_x_truncated": p50[0] / reference[0], "deepest_x_truncated": p50[1] / reference[1]})
+    return cols
+
+
+def _engines(spec: str) -> list[str]:
+    from ..errors import ConfigError
+    from ..targets import get_target
+
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ("onnxruntime", "openvino")]
+    if unknown or not names:
+        raise ConfigError(f"--engines takes onnxruntime and/or openvino, got {spec!r}")
+    return [n for n in names if n == "onnxruntime" or get_target(n).available()]
 
 
 def make_bundle(out: Path, depth: int, width: int, epochs: int, quiet: bool) -> Path:
@@ -207,15 +321,17 @@ def identity_graph(path: Path, input_name: str, shape: list[int], opset: int) ->
     return path
 
 
-def measure_rss(paths: list[Path], chain: bool, input_name: str, shape: list[int]) -> dict[str, int]:
-    """VmRSS of a fresh process before and after loading `paths` with onnxruntime."""
+def measure_rss(layout: Layout, engine: str, input_name: str, shape: list[int]) -> dict[str, Any]:
+    """VmRSS of a fresh process before and after loading `layout` with `engine`, and the p50
+    of each of its timed depths."""
     from ..errors import ArtifactError
 
-    spec = json.dumps({"paths": [str(p) for p in paths], "chain": chain, "input": input_name, "shape": list(shape)})
+    spec = json.dumps({"paths": [str(p) for p in layout.files], "chain": layout.chain, "input": input_name,
+                       "shape": list(shape), "engine": engine, "timed": [list(t) for t in layout.timed]})
     proc = subprocess.run([sys.executable, "-c", WORKER, spec], capture_output=True, text=True, timeout=600,
                           env=_single_thread_env())
     if proc.returncode != 0:
-        raise ArtifactError(f"loading {len(paths)} graphs in a fresh onnxruntime process failed: "
+        raise ArtifactError(f"loading {len(layout.files)} graphs in a fresh {engine} process failed: "
                             f"{proc.stderr.strip()[-800:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -235,12 +351,12 @@ def table(result: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
 def plot(result: dict[str, Any], path: Path) -> bytes:
     from ..report.plots import finish, new_figure
 
-    names = [r["layout"] for r in result["rows"]]
-    fig, (ax_disk, ax_rss) = new_figure(2, width=5.4, height=4.2)
+    names = [f"{r['engine']}: {r['layout']}" for r in result["rows"]]
+    fig, (ax_disk, ax_rss) = new_figure(2, width=6.4, height=5.0)
     ax_disk.barh(names, [r["disk_bytes"] / MB for r in result["rows"]], color="tab:blue")
     ax_disk.set(xlabel="MB on disk", title=f"disk: {len(result['depths'])} depths of {result['model']}")
     ax_rss.barh(names, [r["rss_added_mb"] for r in result["rows"]], color="tab:orange")
-    ax_rss.set(xlabel="MB resident added (onnxruntime, all loaded)", title="resident memory, fresh process")
+    ax_rss.set(xlabel="MB resident added (all loaded)", title="resident memory, fresh process")
     ax_rss.set_yticklabels([])
     for ax in (ax_disk, ax_rss):
         ax.invert_yaxis()
@@ -253,8 +369,10 @@ def write_summary(result: dict[str, Any], path: Path) -> None:
     title = f"memory: depth family of {result['model']} depth {result['model_depth']}"
     write_result_markdown(path, title, result, [
         f"Bundle {result['bundle']}: {len(result['depths'])} exported depths, {result['segments']} segments, width "
-        f"{result['width']}. Disk from export's measure_storage; resident memory added by creating one onnxruntime "
-        f"session per file and running each once (median of {result['repeats']} fresh processes).",
+        f"{result['width']}. Disk from export's measure_storage; resident memory added by loading each file in "
+        f"{' and '.join(result['engines'])} (one session / compiled model per file, 1 thread) and running each once "
+        f"(median of {result['repeats']} fresh processes); then p50 of 200 calls at the shallowest and the deepest "
+        "depth, and their ratio to the truncated graphs' (x_truncated > 1: slower than that depth's own graph).",
         markdown_table(result["rows"]),
         "![memory](memory.png)",
     ])

@@ -36,7 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17: TensorRT 8.5 on JetPack 5 parses <= 17)")
     p.add_argument("--no-segments", action="store_true", help="do not write the segment chain")
     p.add_argument("--shared-weights", action="store_true",
-                   help="store the depth graphs' weights once, in onnx/family.fp32.bin shared by all of them")
+                   help="store the depth graphs' weights once, in onnx/family.fp32.bin shared by all of them, and "
+                        "write the family graph onnx/family.fp32.onnx (every depth in one graph: "
+                        "Runtime.open(share_weights=True))")
     p.add_argument("--data", metavar="SPEC", default=None,
                    help="data set to reload the held-out split from, when the path in RUN/config.json is not on "
                         "this machine (same seed and split as training)")

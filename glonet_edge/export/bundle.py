@@ -4,6 +4,7 @@ depth family, the segment chain and a checksummed manifest.
     BUNDLE/manifest.json
     BUNDLE/onnx/depth_008.onnx           one graph per exported depth, dynamic batch
     BUNDLE/onnx/family.fp32.bin          only with shared_weights: the family's weights, once
+    BUNDLE/onnx/family.fp32.onnx         only with shared_weights: every depth in one graph (family_graph.py)
     BUNDLE/segments/segment_00.onnx ...  the anytime chain, cut at the exported depths
     BUNDLE/export.json                   what export measured: scores, errors, bytes, seconds
 
@@ -32,11 +33,12 @@ from ..data import score
 from ..errors import ConfigError
 from ..exit_calibration import calibrate_bundle
 from ..fileio import atomic_write_json, staged_directory
-from ..manifest import MANIFEST_NAME, Artifact, BundleManifest, DepthEntry, SegmentEntry
+from ..manifest import FAMILY_FORMAT, MANIFEST_NAME, Artifact, BundleManifest, DepthEntry, SegmentEntry
 from ..progress import progress_bar
 from ..provenance import current_sha, metrics_key, stamp
 from ..train.models.base import DepthModel, params_and_macs, segment_macs
 from . import onnx_export
+from .family_graph import FAMILY_GRAPH, check_family_graph, family_output, merge_family
 from .select import DEFAULT_STEP, resolve_depths
 from .source import ExportSource, from_model, from_run
 from .verify import FamilyCheck, verify_family
@@ -96,7 +98,8 @@ def export_bundle(source: str | Path | DepthModel, out_dir: str | Path, depths: 
         storage = measure_storage(graphs, [p for _, p in chain])
         companions = ([_share_family_weights(graphs, opset, src.task, src.x_val, src.y_val, reference)]
                       if shared_weights else [])
-        manifest, manifest_exits = _write_manifest(stage, src, opset, cost, check, graphs, chain, companions)
+        family = _family_graph(graphs, src.x_val) if shared_weights else None
+        manifest, manifest_exits = _write_manifest(stage, src, opset, cost, check, graphs, chain, companions, family)
         metric_name = manifest.metric_name
         rows = [{"depth": d, "params": cost[d][0], "macs": cost[d][1], metric_name: check.scores[d],
                  f"checkpoint_{metric_name}": train_scores.get(d), "max_abs_err": check.graph_err[d],
@@ -136,7 +139,7 @@ def _open_source(source: str | Path | DepthModel, out_dir: Path, dataset: str | 
 
 def _write_manifest(stage: Path, src: ExportSource, opset: int, cost: dict[int, tuple[int, int]], check: FamilyCheck,
                     graphs: dict[int, Path], chain: list[tuple[SegmentEntry, Path]],
-                    companions: list[Path]) -> tuple[BundleManifest, dict[str, Any]]:
+                    companions: list[Path], family: Path | None = None) -> tuple[BundleManifest, dict[str, Any]]:
     """The manifest of the staged bundle, with fp32 exit thresholds calibrated on the held-out
     split (docs/adaptive.md); returns it and the exit calibration's report."""
     metric = "accuracy" if src.task == "classification" else "r2"
@@ -150,6 +153,10 @@ def _write_manifest(stage: Path, src: ExportSource, opset: int, cost: dict[int, 
         entry.set_artifact(Artifact.from_file(stage, path, "onnx", "fp32"))
     for entry in manifest.depths:  # the scores belong to these graphs (provenance.py)
         stamp(entry, metrics_key("fp32"), current_sha(entry, "fp32"))
+    if family is not None:  # recorded on the deepest depth: the family graph answers it and every depth below
+        manifest.depths[-1].set_artifact(Artifact.from_file(stage, family, FAMILY_FORMAT, "fp32",
+                                                            extra={"outputs": {str(d): family_output(d) for d in graphs}},
+                                                            companions=companions))
     exits = calibrate_bundle(stage, manifest, "fp32", src.x_val, src.y_val)
     manifest.save(stage)
     BundleManifest.load(stage).verify(stage)  # what a reader will see: parses, every sha256 holds
@@ -248,6 +255,14 @@ def _share_family_weights(graphs: dict[int, Path], opset: int, task: str, x: np.
     n = min(len(x), 512)
     verify_family(task, x[:n], y[:n], [r[:n] for r in reference], graphs, [])
     return weights
+
+
+def _family_graph(graphs: dict[int, Path], x: np.ndarray) -> Path:
+    """The shared-weights family as one graph with an output per depth (family_graph.py),
+    checked against every depth's own graph on held-out rows (check_family_graph)."""
+    path = merge_family(graphs, graphs[max(graphs)].parent / FAMILY_GRAPH)
+    check_family_graph(path, graphs, x[:256])
+    return path
 
 
 def measure_storage(graphs: dict[int, Path], segments: Sequence[Path]) -> dict[str, int]:

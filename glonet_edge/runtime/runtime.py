@@ -8,6 +8,9 @@
     rt = Runtime.open("BUNDLE", adaptive=True)  # each row stops when it is sure (exits.py)
     pred = rt.infer(x)                       # pred.depths: the depth each row stopped at
 
+    rt = Runtime.open("BUNDLE", share_weights=True)  # every depth from one graph: one model's memory,
+                                             # full-depth latency (BENCHMARKS.md, "Memory")
+
 Imports numpy, the standard library and one engine library (through targets/): never torch,
 onnx or nncf. The hot path is a dict lookup and one engine call; the power source is read by
 at most one thread at a time, at most every `poll_interval_s`, so sensors never sit on the
@@ -27,9 +30,9 @@ import numpy as np
 
 from ..errors import ArtifactError, ConfigError
 from ..exits import ExitCalibration
-from ..manifest import BundleManifest
+from ..manifest import FAMILY_FORMAT, BundleManifest
 from ..provenance import stale_exits
-from ..targets import CompiledModel, get_target, load_artifact
+from ..targets import CompiledModel, Target, get_target, load_artifact
 from .adaptive import ChainResult, SegmentChain
 from .int8_speed import choose_precision, slower_int8
 from .policy import (COST_MODELS, DEFAULT_COST_MODEL, Decision, DepthPolicy, PolicyConfig, estimate_costs, exit_budget,
@@ -37,6 +40,11 @@ from .policy import (COST_MODELS, DEFAULT_COST_MODEL, Decision, DepthPolicy, Pol
 from .power import PowerSource, PowerState, open_power_source
 
 logger = logging.getLogger("glonet_edge.runtime")
+
+# What `resources()` reports as the memory layout of the loaded depths.
+PER_DEPTH_LAYOUT = "per-depth graphs"  # one compiled model per depth, each with its own weights
+FAMILY_GRAPH_LAYOUT = "family graph"  # one compiled model, an output per depth, each weight once
+FAMILY_TARGETS = ("onnxruntime", "openvino")  # engines that load the family graph (an ONNX file)
 
 
 class Prediction(NamedTuple):
@@ -66,8 +74,10 @@ class Runtime:
     def __init__(self, bundle: Path, manifest: BundleManifest, target: str, precision: str,
                  models: dict[int, CompiledModel], segments: list[tuple[int, CompiledModel]],
                  segment_precision: str | None, policy: DepthPolicy, power: PowerSource | None,
-                 poll_interval_s: float, exits: ExitCalibration | None = None) -> None:
+                 poll_interval_s: float, exits: ExitCalibration | None = None,
+                 layout: str = PER_DEPTH_LAYOUT) -> None:
         self.bundle = bundle
+        self.layout = layout
         self.manifest = manifest
         self.target = target
         self.precision = precision
@@ -94,7 +104,7 @@ class Runtime:
              power: str | PowerSource | None = "auto", policy: PolicyConfig | str | Path | Mapping | None = None,
              device: str | None = None, verify: bool = True, warmup: bool = True, anytime: bool = True,
              poll_interval_s: float = 1.0, power_root: str | Path = "/", cost_model: str = DEFAULT_COST_MODEL,
-             adaptive: bool = False, **target_options: Any) -> "Runtime":
+             adaptive: bool = False, share_weights: bool = False, **target_options: Any) -> "Runtime":
         """Load every servable depth of `bundle` for target/precision (sha256-checked).
 
         power: "auto" | "none" | a spec for open_power_source ("jetson", "battery", "file:PATH",
@@ -104,6 +114,10 @@ class Runtime:
         (`precision_reason` says why); int8 that profiled slower than fp32 is logged as a warning.
         adaptive: `infer` and `infer_anytime` stop each row when it is sure (the segment chain and
         the bundle's exit thresholds for `precision` are loaded).
+        share_weights: serve every depth from the family graph (one graph, an output per depth,
+        from `glonet export --shared-weights`): about one model's memory for the whole family,
+        but each call runs the full depth's trunk, so shallow depths lose their speed (fp32,
+        onnxruntime and openvino; BENCHMARKS.md, "Memory"). Off by default for that reason.
         """
         bundle = Path(bundle)
         manifest = BundleManifest.load(bundle)
@@ -114,13 +128,8 @@ class Runtime:
         if device is not None:
             options["device"] = engine.check_device(device)
 
-        models: dict[int, CompiledModel] = {}
-        for entry in manifest.depths:
-            artifact = engine.serving_artifact(entry, precision)
-            if artifact is None or precision in entry.rejected:
-                continue
-            models[entry.depth] = load_artifact(bundle, artifact, engine, verify=verify, holder=entry,
-                                                where=f"depth {entry.depth}", **options)
+        models = (_family_views(bundle, manifest, engine, precision, verify, options) if share_weights
+                  else _depth_models(bundle, manifest, engine, precision, verify, options))
         if not models:
             raise ArtifactError(
                 f"bundle {bundle} has no {engine.artifact_format!r} {precision} artifacts for target {target!r}; "
@@ -153,7 +162,7 @@ class Runtime:
             source = power if isinstance(power, PowerSource) else open_power_source(power, root=power_root)
         exits = _exit_thresholds(bundle, manifest, precision, segment_precision) if adaptive else None
         rt = cls(bundle, manifest, target, precision, models, segments, segment_precision, depth_policy, source,
-                 poll_interval_s, exits)
+                 poll_interval_s, exits, FAMILY_GRAPH_LAYOUT if share_weights else PER_DEPTH_LAYOUT)
         rt.precision_reason = precision_reason
         if warmup:
             rt._warmup()
@@ -334,13 +343,16 @@ class Runtime:
 
     # ---- introspection -------------------------------------------------------------------------
     def resources(self) -> dict[str, Any]:
-        """What the loaded family holds: models, bytes of their artifacts, process RSS."""
+        """What the loaded family holds: its memory layout, models, bytes of their artifacts, process RSS."""
         engine = get_target(self.target)
-        arts = [engine.serving_artifact(e, self.precision) for e in self.manifest.depths if e.depth in self._models]
+        family = self.layout == FAMILY_GRAPH_LAYOUT
+        arts = ([max(self.manifest.depths, key=lambda e: e.depth).artifact(FAMILY_FORMAT, "fp32")] if family else
+                [engine.serving_artifact(e, self.precision) for e in self.manifest.depths if e.depth in self._models])
         seg_arts = ([engine.serving_artifact(s, self.segment_precision or "fp32") for s in self.manifest.segments]
                     if self._chain is not None else [])
         size = lambda a: a.bytes + sum(c["bytes"] for c in a.companions)  # noqa: E731
-        return {"target": self.target, "precision": self.precision, "depths_loaded": len(self._models),
+        return {"target": self.target, "precision": self.precision, "memory_layout": self.layout,
+                "depths_loaded": len(self._models), "depth_models": 1 if family else len(self._models),
                 "segments_loaded": len(self._chain.segments) if self._chain is not None else 0,
                 "artifact_bytes": sum(size(a) for a in arts if a is not None),
                 "segment_bytes": sum(size(a) for a in seg_arts if a is not None),
@@ -362,6 +374,39 @@ class Runtime:
         return (f"<Runtime {self.bundle} {self.target}/{self.precision} depths={self.depths} "
                 f"depth={self.depth} segments={len(self._chain.segments) if self._chain else 0}"
                 f"{' adaptive' if self.exits is not None else ''}>")
+
+
+def _depth_models(bundle: Path, manifest: BundleManifest, engine: Target, precision: str, verify: bool,
+                  options: dict[str, Any]) -> dict[int, CompiledModel]:
+    """One compiled model per servable depth, from that depth's own artifact."""
+    models: dict[int, CompiledModel] = {}
+    for entry in manifest.depths:
+        artifact = engine.serving_artifact(entry, precision)
+        if artifact is None or precision in entry.rejected:
+            continue
+        models[entry.depth] = load_artifact(bundle, artifact, engine, verify=verify, holder=entry,
+                                            where=f"depth {entry.depth}", **options)
+    return models
+
+
+def _family_views(bundle: Path, manifest: BundleManifest, engine: Target, precision: str, verify: bool,
+                  options: dict[str, Any]) -> dict[int, CompiledModel]:
+    """Every servable depth as a view of one loaded family graph (export/family_graph.py):
+    the engine holds each weight once."""
+    if engine.name not in FAMILY_TARGETS or precision != "fp32":
+        raise ConfigError(f"share_weights serves the fp32 family graph on {' or '.join(FAMILY_TARGETS)}; "
+                          f"{engine.name}/{precision} loads one artifact per depth (share_weights=False)")
+    deepest = max(manifest.depths, key=lambda e: e.depth)
+    artifact = deepest.artifact(FAMILY_FORMAT, "fp32")
+    if artifact is None:
+        raise ArtifactError(f"bundle {bundle} has no family graph; re-export it with `glonet export --shared-weights`")
+    path = artifact.resolve(bundle, verify=verify)  # the graph and its weights file, sha256-checked
+    family = engine.load(path, "fp32", **options)
+    # Said once at open: a shallower depth no longer saves compute (nor the energy the policy expects).
+    logger.info("share_weights: every depth of %s runs the family graph's whole trunk", bundle)
+    outputs = artifact.extra.get("outputs", {})
+    return {e.depth: family.output_view(outputs[str(e.depth)]) for e in manifest.depths
+            if str(e.depth) in outputs and "fp32" not in e.rejected}
 
 
 def _exit_thresholds(bundle: Path, manifest: BundleManifest, precision: str,

@@ -85,6 +85,11 @@ class CompiledModel(ABC):
         runtime's overhead against the raw engine. Not thread-safe unless stated; feeds must
         already be float32 and contiguous; what it returns is engine-specific."""
 
+    def output_view(self, name: str) -> "CompiledModel":
+        """This model answering only its output `name` (the runtime's family graph serves each
+        depth this way); the view shares the engine model, so it costs no memory."""
+        return OutputView(self, name)
+
     def close(self) -> None:
         """Release engine resources (idempotent)."""
 
@@ -96,6 +101,31 @@ class CompiledModel(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.target}/{self.precision} in={self.input_names} out={self.output_names}>"
+
+
+class OutputView(CompiledModel):
+    """One output of a multi-output model. The engine still computes every output (neither
+    ONNX Runtime nor OpenVINO skips nodes an output does not need); engines that can return
+    one output by name override `CompiledModel.output_view` to spare the copies."""
+
+    def __init__(self, model: CompiledModel, name: str):
+        if name not in model.output_names:
+            raise ConfigError(f"{model.target} model has no output {name!r}; it has {model.output_names}")
+        self.model, self.index = model, model.output_names.index(name)
+        self.input_names, self.output_names = model.input_names, [name]
+        self.precision, self.target = model.precision, model.target
+
+    def run(self, feeds: dict[str, Any]) -> list[np.ndarray]:
+        return [self.model.run(feeds)[self.index]]
+
+    def run_validated(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return [self.model.run_validated(feeds)[self.index]]
+
+    def raw_callable(self) -> Callable[[dict[str, np.ndarray]], Any]:
+        return self.model.raw_callable()
+
+    def close(self) -> None:
+        self.model.close()
 
 
 class Target(ABC):

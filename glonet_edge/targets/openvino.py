@@ -16,6 +16,7 @@ InferRequest from a pool (one per concurrent caller). Only numpy is imported at 
 
 from __future__ import annotations
 
+import copy
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -99,19 +100,29 @@ class OVCompiledModel(CompiledModel):
 
     def raw_callable(self) -> Callable[[dict[str, np.ndarray]], Any]:
         """One dedicated InferRequest, zero-copy in and out (single-threaded use only): the
-        leanest OpenVINO call sequence, returning a view of the first output."""
+        leanest OpenVINO call sequence, returning a view of the first (an output view's) output."""
         if self._raw_request is None:
             self._raw_request = self.compiled.create_infer_request()
         req, inputs, tensor = self._raw_request, self._inputs, self._tensor
+        first = self._output_indices[0]  # an output view's own output
 
         def raw(feeds: dict[str, np.ndarray]) -> Any:
             for name, port in inputs:
                 arr = feeds[name]
                 req.set_tensor(port, tensor(arr, shared_memory=arr.flags.writeable))
             req.infer()
-            return req.get_output_tensor(0).data
+            return req.get_output_tensor(first).data
 
         return raw
+
+    def output_view(self, name: str) -> "OVCompiledModel":
+        # Same compiled model and per-thread requests; copies out only output `name`.
+        if name not in self.output_names:
+            raise ConfigError(f"OpenVINO model has no output {name!r}; it has {self.output_names}")
+        view = copy.copy(self)
+        view.output_names, view._output_indices = [name], [self.output_names.index(name)]
+        view._single_output = False
+        return view
 
     def close(self) -> None:
         self._per_thread = threading.local()  # drops every thread's request with the old object
@@ -192,7 +203,8 @@ class OpenVINOTarget(Target):
         device = self.check_device(options.get("device"))
         self.check_available(device)
         xml = Path(artifact_path)
-        if not xml.is_file() or not xml.with_suffix(".bin").is_file():
+        # An ONNX graph (the runtime's family graph) is read by OpenVINO directly, weights and all.
+        if not xml.is_file() or (xml.suffix != ".onnx" and not xml.with_suffix(".bin").is_file()):
             raise ArtifactError(f"OpenVINO IR {xml} (and its .bin) not found; run `glonet compile --target openvino`")
         config = self.compile_config(precision, device, **{k: v for k, v in options.items() if k != "device"})
         c = core()

@@ -1,0 +1,139 @@
+"""The family graph (every depth in one graph, an output per depth) and the runtime serving
+every depth from it (`Runtime.open(..., share_weights=True)`): same answers as the per-depth
+graphs, refused when its files fail their checksums, its layout visible in resources()."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from glonet_edge.errors import ArtifactError, ConfigError
+from glonet_edge.manifest import FAMILY_FORMAT, BundleManifest
+from glonet_edge.runtime import Runtime
+from glonet_edge.runtime.runtime import FAMILY_GRAPH_LAYOUT, PER_DEPTH_LAYOUT
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def shared_bundle_src(fc_run, tmp_path_factory) -> Path:
+    """fc_run (depth 8) exported at every depth with --shared-weights: the family graph comes with it."""
+    from glonet_edge.export import export_bundle
+
+    out = tmp_path_factory.mktemp("family") / "bundle"
+    export_bundle(fc_run, out, depths="all", shared_weights=True, progress=False)
+    return out
+
+
+@pytest.fixture
+def shared_bundle(shared_bundle_src, tmp_path) -> Path:
+    dst = tmp_path / "bundle"
+    shutil.copytree(shared_bundle_src, dst)
+    return dst
+
+
+def _inputs(manifest: BundleManifest) -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(16, *manifest.input_shape)).astype(np.float32)
+
+
+def _open(bundle: Path, **kw) -> Runtime:
+    return Runtime.open(bundle, power="none", anytime=False, threads=1, **kw)
+
+
+def test_export_records_the_family_graph(shared_bundle_src):
+    import onnx
+
+    manifest = BundleManifest.load(shared_bundle_src)
+    deepest = max(manifest.depths, key=lambda e: e.depth)
+    art = deepest.artifact(FAMILY_FORMAT, "fp32")
+    assert art is not None and art.companions  # the graph and the shared weights file it reads
+    assert set(art.extra["outputs"]) == {str(e.depth) for e in manifest.depths}
+    assert deepest.artifact("onnx", "fp32").path != art.path  # a depth's own graph is still found by "onnx"
+    family = onnx.load(str(shared_bundle_src / art.path), load_external_data=False)
+    own = [onnx.load(str(shared_bundle_src / e.artifact("onnx", "fp32").path), load_external_data=False)
+           for e in manifest.depths]
+    # Each block and weight once: the deepest graph's nodes plus one head per shallower depth.
+    assert len(family.graph.node) < sum(len(m.graph.node) for m in own)
+    # Every shallower graph's weights are the deepest graph's: each is kept once.
+    assert len(family.graph.initializer) == len(own[-1].graph.initializer)
+
+
+def test_onnxruntime_family_graph_answers_bitwise_like_per_depth_graphs(shared_bundle):
+    per_depth, shared = _open(shared_bundle), _open(shared_bundle, share_weights=True)
+    x = _inputs(per_depth.manifest)
+    assert shared.depths == per_depth.depths == sorted(e.depth for e in per_depth.manifest.depths)
+    for depth in per_depth.depths:
+        per_depth.set_depth(depth)
+        shared.set_depth(depth)
+        a, b = per_depth.infer(x), shared.infer(x)
+        assert b.depth == depth and np.array_equal(a.outputs, b.outputs), depth
+
+
+def test_openvino_family_graph_matches_per_depth_graphs(shared_bundle):
+    pytest.importorskip("openvino")
+    from glonet_edge.targets import get_target
+
+    shared = _open(shared_bundle, target="openvino", share_weights=True)
+    x = _inputs(shared.manifest)
+    target = get_target("openvino")
+    for entry in shared.manifest.depths:
+        own = target.load(shared_bundle / entry.artifact("onnx", "fp32").path, "fp32", threads=1, cache_dir=False)
+        shared.set_depth(entry.depth)
+        (expected,) = own.run({shared.manifest.input_name: x})
+        np.testing.assert_allclose(shared.infer(x).outputs, expected, rtol=0, atol=1e-6, err_msg=str(entry.depth))
+
+
+@pytest.mark.parametrize("victim", ["graph", "weights"])
+def test_family_graph_failing_its_checksum_is_refused(shared_bundle, victim):
+    manifest = BundleManifest.load(shared_bundle)
+    art = max(manifest.depths, key=lambda e: e.depth).artifact(FAMILY_FORMAT, "fp32")
+    path = shared_bundle / (art.path if victim == "graph" else art.companions[0]["path"])
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other content: only the sha256 can tell
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="sha256"):
+        _open(shared_bundle, share_weights=True)
+
+
+def test_resources_record_the_memory_layout(shared_bundle):
+    per_depth, shared = _open(shared_bundle).resources(), _open(shared_bundle, share_weights=True).resources()
+    assert per_depth["memory_layout"] == PER_DEPTH_LAYOUT and per_depth["depth_models"] == per_depth["depths_loaded"]
+    assert shared["memory_layout"] == FAMILY_GRAPH_LAYOUT and shared["depth_models"] == 1
+    assert shared["depths_loaded"] == per_depth["depths_loaded"]
+
+
+def test_share_weights_needs_the_family_graph_and_fp32(fc_served_bundle, shared_bundle):
+    with pytest.raises(ArtifactError, match="--shared-weights"):
+        _open(fc_served_bundle, share_weights=True)  # exported without --shared-weights
+    with pytest.raises(ConfigError, match="fp32"):
+        _open(shared_bundle, precision="int8", share_weights=True)
+
+
+def test_merge_keeps_every_depth_of_a_cnn_family(cnn_bundle, tmp_path):
+    """Conv families too: bitwise as written, within 1e-6 as ONNX Runtime optimizes them."""
+    from glonet_edge.export.family_graph import check_family_graph, merge_family
+
+    manifest = BundleManifest.load(cnn_bundle)
+    graphs = {e.depth: cnn_bundle / e.artifact("onnx", "fp32").path for e in manifest.depths}
+    family = merge_family(graphs, cnn_bundle / "onnx" / "family.onnx")
+    check_family_graph(family, graphs, _inputs(manifest))  # raises on any difference
+
+
+def test_a_wrong_family_graph_is_caught(fc_bundle):
+    import onnx
+
+    from glonet_edge.export.family_graph import check_family_graph, family_output, merge_family
+
+    manifest = BundleManifest.load(fc_bundle)
+    graphs = {e.depth: fc_bundle / e.artifact("onnx", "fp32").path for e in manifest.depths}
+    path = merge_family(graphs, fc_bundle / "onnx" / "family.onnx")
+    model = onnx.load(str(path))
+    first, last = family_output(min(graphs)), family_output(max(graphs))
+    for node in model.graph.node:  # swap two depths' answers
+        node.output[:] = [{first: last, last: first}.get(o, o) for o in node.output]
+    onnx.save(model, str(path))
+    with pytest.raises(ArtifactError, match="differs"):
+        check_family_graph(path, graphs, _inputs(manifest))
