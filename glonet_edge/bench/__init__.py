@@ -39,6 +39,7 @@ SUITES: dict[str, str] = {
     "power": ".power",
     "torch-latency": ".torch_latency",
     "adaptive": ".adaptive",
+    "own-model": ".own_model",
 }
 
 
