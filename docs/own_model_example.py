@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, TensorDataset
 
 from glonet_edge import cut_loss
 from glonet_edge.backbones import timm_glonet
+from glonet_edge.bench.own_model import SHAPES, write_shapes  # the synthetic shapes of `glonet bench own-model`
 from glonet_edge.data import load_samples
-
-SHAPES = ("disc", "square", "ring", "cross", "h-stripes", "v-stripes")
 
 
 def build() -> torch.nn.Module:
@@ -49,31 +47,6 @@ def train(data: Path, out: Path, epochs: int, seed: int = 0) -> None:
             opt.step()
     out.mkdir(parents=True, exist_ok=True)
     save_file(model.state_dict(), str(out / "model.safetensors"))
-
-
-def shape_image(label: int, rng: np.random.Generator, size: int = 32) -> np.ndarray:
-    """One synthetic picture of SHAPES[label] in a random colour, place and size, on noise."""
-    yy, xx = np.mgrid[:size, :size].astype(np.float32)
-    cy, cx = rng.uniform(size * 0.3, size * 0.7, 2)
-    r = rng.uniform(size * 0.15, size * 0.3)
-    dy, dx = yy - cy, xx - cx
-    period = rng.integers(3, 6)
-    mask = [dy ** 2 + dx ** 2 < r ** 2, (abs(dy) < r * 0.8) & (abs(dx) < r * 0.8),
-            abs(np.sqrt(dy ** 2 + dx ** 2) - r) < 2, (abs(dy) < 2) & (abs(dx) < r) | (abs(dx) < 2) & (abs(dy) < r),
-            (yy // period) % 2 == 0, (xx // period) % 2 == 0][label]
-    background, colour = rng.uniform(0, 120, 3), rng.uniform(100, 255, 3)
-    pixels = np.where(mask[..., None], colour, background) + rng.normal(0, 25, (size, size, 3))
-    return np.clip(pixels, 0, 255).astype(np.uint8)
-
-
-def write_shapes(root: Path, per_class: int, seed: int) -> None:
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for label, name in enumerate(SHAPES):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            Image.fromarray(shape_image(label, rng)).save(root / name / f"{i:04d}.png")
 
 
 def main() -> None:

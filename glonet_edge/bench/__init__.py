@@ -40,6 +40,7 @@ SUITES: dict[str, str] = {
     "torch-latency": ".torch_latency",
     "adaptive": ".adaptive",
     "int8-flavours": ".int8_flavours",
+    "own-model": ".own_model",
 }
 
 

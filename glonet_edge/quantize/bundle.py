@@ -263,7 +263,7 @@ class _Job:
             "bundle": str(bundle_dir), "method": s.method, "max_drop": s.max_drop, "min_agreement": s.min_agreement,
             "max_float_fraction": s.max_float_fraction, "checked_engines": self.engines,
             "metric": self.manifest.metric_name, "calib_size": len(self.data.x_calib),
-            "calibration_data": "training split (never the validation split)",
+            "calibration_data": self.data.calibration_data, "validation_data": self.data.validation_data,
             "calibration_method": s.calibration_method if s.method == "ort" else "nncf",
             "range_search": s.range_search, "shared_calibration": ranges.shared, "calibration_note": ranges.note,
             "timing": ranges.timing, "seconds": seconds, "depths": rows, "segments": segment_rows,

@@ -3,6 +3,8 @@ trained weights and the bundle exported from memory."""
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +12,38 @@ import numpy as np
 import pytest
 
 from ownmodel_helpers import import_file, train_plain, write_image_folder, write_model_module
+
+# GLONET_REQUIRE_ECOSYSTEM=1 (set by .ci/ecosystem): a test here skipped because one of these
+# could not be imported fails instead, so the ecosystem run cannot pass by skipping everything.
+ECOSYSTEM_MODULES = ("torch", "PIL", "timm", "torchvision", "safetensors", "onnxruntime", "openvino")
+_MISSING_IMPORT = re.compile(r"could not import '([\w.]+)'")
+
+
+def _require_ecosystem() -> bool:
+    return os.environ.get("GLONET_REQUIRE_ECOSYSTEM", "") not in ("", "0")
+
+
+def _fail_missing_import(report) -> None:
+    """Turn an importorskip skip of an ecosystem module into a failure (in place)."""
+    if not (_require_ecosystem() and report.skipped):
+        return
+    match = _MISSING_IMPORT.search(str(report.longrepr))
+    if match and match.group(1).split(".")[0] in ECOSYSTEM_MODULES:
+        report.outcome = "failed"
+        report.longrepr = (f"GLONET_REQUIRE_ECOSYSTEM is set but {match.group(1)} could not be imported: "
+                           f"{report.longrepr}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_missing_import(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_missing_import(outcome.get_result())
 
 
 @dataclass

@@ -112,10 +112,15 @@ def test_downstream_quantize_compile_serve_profile_simulate_report(own, tmp_path
     shutil.copytree(own.bundle, bundle)
     result = quantize(bundle, own.train_dir, max_drop=0.05)
     manifest = BundleManifest.load(bundle)
+    exported = {e.depth: e.metrics["fp32"]["accuracy"] for e in BundleManifest.load(own.bundle).depths}
     for e in manifest.depths:
         assert e.artifact("onnx", "int8") is not None and "int8" not in e.rejected, e.depth
         assert e.metrics["fp32"]["accuracy"] - e.metrics["int8"]["accuracy"] <= 0.05 + 1e-9
-    assert result["method"] == "ort"
+        # judged on the whole validation folder export scored, not on a split of the training images
+        assert e.metrics["fp32"]["accuracy"] == pytest.approx(exported[e.depth], abs=1e-9), e.depth
+    assert result["method"] == "ort" and result["calib_size"] == 32
+    assert result["calibration_data"] == f"{own.train_dir} (--data)"
+    assert result["validation_data"] == f"{own.val_dir.resolve()}, all 24 samples (what export scored)"
     for target in ("openvino", "onnxruntime"):
         rc, _, err = cli("compile", str(bundle), "--target", target, "--precision", "fp32,int8", "--no-progress")
         assert rc == 0, err
