@@ -84,12 +84,18 @@ class OVCompiledModel(CompiledModel):
     def run_validated(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         req = getattr(self._per_thread, "request", None) or self._request()
         try:
-            # Tensors wrap the caller's arrays (no input copy) and outputs are read straight from
-            # the request, skipping the results dict infer(feeds) builds; outputs are copied once
-            # because the request reuses its buffers on its next call.
+            # The input is copied into the request's own tensor (a few µs cheaper on a 20-50 µs
+            # call than wrapping the caller's array in a new ov.Tensor each time), and outputs are
+            # read straight from the request, skipping the results dict infer(feeds) builds; they
+            # are copied once because the request reuses its buffers on its next call.
             for name, port in self._inputs:
-                arr = feeds[name]  # OpenVINO can only share writeable memory
-                req.set_tensor(port, self._tensor(arr, shared_memory=arr.flags.writeable))
+                arr = feeds[name]
+                tensor = req.get_tensor(port)
+                buffer = tensor.data
+                if buffer.shape != arr.shape:  # first call, or another batch size
+                    tensor.set_shape(list(arr.shape))
+                    buffer = tensor.data
+                np.copyto(buffer, arr)
             req.infer()
             if self._single_output:  # the truncated graphs; spares a list comprehension per call
                 return [req.get_output_tensor(0).data.copy()]

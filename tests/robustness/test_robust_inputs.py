@@ -42,7 +42,10 @@ class OrtReference:
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         make = lambda a: ort.InferenceSession(str(bundle / a.path), so, providers=["CPUExecutionProvider"])  # noqa: E731
-        self.depths = {e.depth: make(e.artifact("onnx", precision)) for e in m.depths if e.artifact("onnx", precision)}
+        # The graph the onnxruntime target serves: for int8 its own flavour where quantize made one
+        # (docs/quantize.md, "INT8 flavours"), else the QDQ graph.
+        graph = lambda e: e.artifact("onnxruntime", precision) or e.artifact("onnx", precision)  # noqa: E731
+        self.depths = {e.depth: make(graph(e)) for e in m.depths if graph(e)}
         self.segments = [(s.end_depth, s.inputs, make(s.artifact("onnx", "fp32"))) for s in m.segments]
 
     def __call__(self, x: np.ndarray, depth: int) -> np.ndarray:
