@@ -28,7 +28,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 HELP = ("a timm/torchvision ResNet wrapped as a GloNet on an image folder (default synthetic shapes): "
         "train, export, quantize and compile time; per-depth params, MACs, score and latency")
@@ -133,30 +133,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from ..data import load_samples
     from ..errors import ConfigError
-    from ..export import export_bundle
     from ..manifest import BundleManifest
-    from ..quantize import QuantizeSettings, quantize_bundle
     from ..report.environment import environment
-    from ..targets.compile import compile_bundle
-    from ..targets.profile import profile_bundle
 
     if args.epochs < 1 or args.per_class < 1 or args.val_per_class < 1 or args.threads < 1:
         raise ConfigError("--epochs, --per-class, --val-per-class and --threads must be >= 1")
     load_start = _load()
     started = time.perf_counter()
     out = Path(args.out)
-    progress = not args.quiet
-
-    def say(text: str) -> None:
-        if progress:
-            print(f"[own-model {time.perf_counter() - started:6.1f} s] {text}", file=sys.stderr, flush=True)
-
-    synthetic = args.data is None
-    data = out / "shapes" if synthetic else Path(args.data)
-    if synthetic:
-        say(f"writing synthetic shapes into {data}")
-        write_shapes(data / "train", args.per_class, seed=args.seed, size=args.image_size)
-        write_shapes(data / "val", args.val_per_class, seed=args.seed + 1, size=args.image_size)
+    say = _reporter(started, not args.quiet)
+    data, synthetic = _image_folders(args, out, say)
     train_dir, val_dir = data / "train", data / "val"
     x, y, classes = load_samples(str(train_dir))
     n_val = len(load_samples(str(val_dir))[1])
@@ -166,22 +152,70 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     say(f"training {args.library} {args.arch} ({model.num_blocks} blocks) on {len(y)} images, {args.epochs} epochs")
     epoch_seconds = train(model, x, y, args.epochs, args.batch_size, args.lr, args.seed)
     save_file(model.state_dict(), str(out / "model.safetensors"))
-
     bundle = out / "bundle"
+    timings = {"train_s": round(sum(epoch_seconds), 2), **_export_and_quantize(args, model, bundle, data, say)}
+    latency = _compile_and_profile(args, bundle, timings, say)
+
+    manifest = BundleManifest.load(bundle)
+    result = {
+        "suite": "own-model", "library": args.library, "arch": args.arch, "num_blocks": model.num_blocks,
+        "input_shape": list(manifest.input_shape), "classes": classes, "metric": manifest.metric_name,
+        "data": {"path": str(data), "synthetic": synthetic, "train_images": int(len(y)), "val_images": int(n_val)},
+        "epochs": args.epochs, "epoch_seconds": [round(s, 2) for s in epoch_seconds], "timings": timings,
+        "rows": _rows(manifest, latency), "batch": 1, "iterations": args.iterations, "threads": args.threads,
+        "load_start": load_start, "load_end": _load(), "total_s": round(time.perf_counter() - started, 2),
+        "bundle": str(bundle), "environment": environment(), "command": getattr(args, "command_line", None),
+    }
+    write_summary(result, out / "own_model.md")
+    return result
+
+
+def _reporter(started: float, enabled: bool) -> Callable[[str], None]:
+    def say(text: str) -> None:
+        if enabled:
+            print(f"[own-model {time.perf_counter() - started:6.1f} s] {text}", file=sys.stderr, flush=True)
+    return say
+
+
+def _image_folders(args: argparse.Namespace, out: Path, say: Callable[[str], None]) -> tuple[Path, bool]:
+    """The image folder (train/, val/) to use: --data, or synthetic shapes written under OUT."""
+    if args.data is not None:
+        return Path(args.data), False
+    data = out / "shapes"
+    say(f"writing synthetic shapes into {data}")
+    write_shapes(data / "train", args.per_class, seed=args.seed, size=args.image_size)
+    write_shapes(data / "val", args.val_per_class, seed=args.seed + 1, size=args.image_size)
+    return data, True
+
+
+def _export_and_quantize(args: argparse.Namespace, model: Any, bundle: Path, data: Path,
+                         say: Callable[[str], None]) -> dict[str, float]:
+    from ..export import export_bundle
+    from ..quantize import QuantizeSettings, quantize_bundle
+
+    progress = not args.quiet
     depths = "all" if args.depths == "all" else [int(d) for d in args.depths.split(",") if d.strip()]
-    timings: dict[str, float] = {"train_s": round(sum(epoch_seconds), 2)}
     say("export")
     t0 = time.perf_counter()
-    export_bundle(model, bundle, val=str(val_dir), depths=depths, progress=progress)
-    timings["export_s"] = round(time.perf_counter() - t0, 2)
+    export_bundle(model, bundle, val=str(data / "val"), depths=depths, progress=progress)
+    timings = {"export_s": round(time.perf_counter() - t0, 2)}
     say(f"quantize ({args.method})")
     t0 = time.perf_counter()
     quantize_bundle(bundle, QuantizeSettings(method=args.method, calib_size=args.calib_size, max_drop=args.max_drop,
-                                             dataset=str(train_dir)), progress=progress)
+                                             dataset=str(data / "train")), progress=progress)
     timings["quantize_s"] = round(time.perf_counter() - t0, 2)
-    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    return timings
+
+
+def _compile_and_profile(args: argparse.Namespace, bundle: Path, timings: dict[str, float],
+                         say: Callable[[str], None]) -> dict[str, dict[int, float]]:
+    """Compile each target (time added to `timings`) and profile fp32 and int8 at batch 1."""
+    from ..targets.compile import compile_bundle
+    from ..targets.profile import profile_bundle
+
+    progress = not args.quiet
     latency: dict[str, dict[int, float]] = {}
-    for target in targets:
+    for target in [t.strip() for t in args.targets.split(",") if t.strip()]:
         say(f"compile {target}")
         t0 = time.perf_counter()
         compile_bundle(bundle, target, precisions=["fp32", "int8"], progress=progress, threads=args.threads)
@@ -191,8 +225,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             prof = profile_bundle(bundle, target, precision, batches=[1], iterations=args.iterations,
                                   warmup=args.warmup, threads=args.threads, energy="none", progress=progress)
             latency[f"{target}/{precision}"] = {r["depth"]: r["p50"] for r in prof["rows"] if r["batch"] == 1}
+    return latency
 
-    manifest = BundleManifest.load(bundle)
+
+def _rows(manifest: Any, latency: dict[str, dict[int, float]]) -> list[dict[str, Any]]:
     metric = manifest.metric_name
     rows = []
     for e in manifest.depths:
@@ -203,17 +239,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for key, by_depth in latency.items():
             row[f"{key}_p50_ms"] = by_depth.get(e.depth)
         rows.append(row)
-    result = {
-        "suite": "own-model", "library": args.library, "arch": args.arch, "num_blocks": model.num_blocks,
-        "input_shape": list(manifest.input_shape), "classes": classes, "metric": metric,
-        "data": {"path": str(data), "synthetic": synthetic, "train_images": int(len(y)), "val_images": int(n_val)},
-        "epochs": args.epochs, "epoch_seconds": [round(s, 2) for s in epoch_seconds], "timings": timings,
-        "rows": rows, "batch": 1, "iterations": args.iterations, "threads": args.threads,
-        "load_start": load_start, "load_end": _load(), "total_s": round(time.perf_counter() - started, 2),
-        "bundle": str(bundle), "environment": environment(), "command": getattr(args, "command_line", None),
-    }
-    write_summary(result, out / "own_model.md")
-    return result
+    return rows
 
 
 def write_summary(result: dict[str, Any], path: Path) -> None:
