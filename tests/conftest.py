@@ -68,6 +68,7 @@ def _bundle_cache(tmp_path_factory):
     cache: dict[str, Path] = {}
 
     def get(kind: str) -> Path:
+        pytest.importorskip("torch")  # they are trained here: skipped in a serving-only (torch-free) install
         from bundle_helpers import make_bundle
 
         if kind not in cache:
