@@ -222,3 +222,129 @@ def keep_float(model: Any, node_names: Iterable[str]) -> Any:
     g.initializer.extend(added.values())
     _drop_dead_nodes(g)
     return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Weight storage: float weight -> Q -> DQ  <->  integer initializer -> DQ
+# ---------------------------------------------------------------------------------------------
+def _integer_types() -> dict[int, Any]:
+    import onnx
+
+    P = onnx.TensorProto
+    return {P.INT8: np.int8, P.UINT8: np.uint8, P.INT16: np.int16, P.UINT16: np.uint16}
+
+
+def _attr_int(node: Any, name: str, default: int) -> int:
+    return next((a.i for a in node.attribute if a.name == name), default)
+
+
+def _qparams(node: Any, inits: dict[str, Any], ndim: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(scale, zero point or None), reshaped to broadcast against a rank-`ndim` tensor."""
+    from onnx import numpy_helper
+
+    scale = numpy_helper.to_array(inits[node.input[1]])
+    zp = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2] else None
+    if scale.ndim == 1 and ndim > 1:
+        shape = [1] * ndim
+        shape[_attr_int(node, "axis", 1) % ndim] = -1
+        scale = scale.reshape(shape)
+        zp = zp.reshape(shape) if zp is not None else None
+    return scale, zp
+
+
+def quantize_array(x: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, dtype: Any) -> np.ndarray:
+    """QuantizeLinear exactly as onnxruntime computes it: x / scale in x's float type, rounded
+    half to even, plus the zero point, saturated to `dtype`."""
+    info = np.iinfo(dtype)
+    y = np.rint(x / scale.astype(x.dtype))
+    if zp is not None:
+        y = y + zp.astype(np.float64)
+    return np.clip(y, info.min, info.max).astype(dtype)
+
+
+def _foldable(q: Any, inits: dict[str, Any], consumers: dict[str, list[Any]], outputs: set[str]) -> bool:
+    if q.op_type != "QuantizeLinear" or q.input[0] not in inits or len(q.input) < 2 or q.input[1] not in inits:
+        return False
+    if len(q.input) > 2 and q.input[2] and q.input[2] not in inits:
+        return False
+    if any(a.name == "block_size" and a.i for a in q.attribute) or q.output[0] in outputs:
+        return False
+    zp_type = inits[q.input[2]].data_type if len(q.input) > 2 and q.input[2] else None
+    if zp_type is not None and zp_type not in _integer_types():
+        return False
+    users = consumers.get(q.output[0], [])
+    return bool(users) and all(u.op_type == "DequantizeLinear" and u.input[0] == q.output[0] for u in users)
+
+
+def fold_weight_quantizers(model: Any) -> Any:
+    """A copy of `model` in which every QuantizeLinear of a float initializer that feeds only
+    DequantizeLinear nodes is replaced by its result, stored as an integer initializer (the Q's
+    zero-point dtype, UINT8 without one) that those DQ nodes read: an INT8 weight takes a quarter
+    of the bytes of its float32 original. Exact: the integers are what QuantizeLinear computes
+    (quantize_array), so the DQ outputs are unchanged bit for bit. Float initializers nothing
+    reads any more are dropped. unfold_weight_quantizers is the inverse (for TensorRT < 10)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = copy.deepcopy(model)
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    outputs = {o.name for o in g.output}
+    types = _integer_types()
+    keep, added = [], []
+    for n in g.node:
+        if not _foldable(n, inits, consumers, outputs):
+            keep.append(n)
+            continue
+        w = numpy_helper.to_array(inits[n.input[0]])
+        scale, zp = _qparams(n, inits, w.ndim)
+        zp_type = inits[n.input[2]].data_type if len(n.input) > 2 and n.input[2] else onnx.TensorProto.UINT8
+        added.append(numpy_helper.from_array(quantize_array(w, scale, zp, types[zp_type]), n.output[0]))
+    del g.node[:]
+    g.node.extend(keep)
+    g.initializer.extend(added)
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    _keep_initializers(g, used)
+    return model
+
+
+def unfold_weight_quantizers(model: Any) -> Any:
+    """A copy of `model` in which each DequantizeLinear of an integer initializer reads
+    QuantizeLinear(float initializer) instead, the float being (q - zp) * scale in float32 and the
+    Q taking the DQ's scale, zero point and axis: the layout TensorRT < 10 parses (float weight ->
+    Q -> DQ). QuantizeLinear gives q back exactly, so the DQ outputs are unchanged bit for bit."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = copy.deepcopy(model)
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    types = _integer_types()
+    nodes, added, done = [], [], {}
+    for n in g.node:
+        src = inits.get(n.input[0]) if n.op_type == "DequantizeLinear" else None
+        if src is None or src.data_type not in types or n.input[1] not in inits:
+            nodes.append(n)
+            continue
+        q = numpy_helper.to_array(src)
+        scale, zp = _qparams(n, inits, q.ndim)
+        key = (src.name, tuple(n.input[1:]), _attr_int(n, "axis", 1))
+        if key not in done:
+            value = q.astype(np.float32) - (zp.astype(np.float32) if zp is not None else np.float32(0))
+            fname, qname = f"{src.name}__float", f"{src.name}__q{len(done)}"
+            added.append(numpy_helper.from_array((value * scale.astype(np.float32)).astype(np.float32), fname))
+            attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute if a.name == "axis"}
+            nodes.append(helper.make_node("QuantizeLinear", [fname, *n.input[1:]], [qname],
+                                          name=f"{src.name}_QuantizeLinear", **attrs))
+            done[key] = qname
+        n.input[0] = done[key]
+        nodes.append(n)
+    del g.node[:]
+    g.node.extend(nodes)
+    g.initializer.extend(added)
+    _keep_initializers(g, {i for n in g.node for i in n.input} | {o.name for o in g.output})
+    return model
