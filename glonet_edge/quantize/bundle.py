@@ -23,7 +23,7 @@ from . import qdq_lint
 from .accuracy import AccuracyCheck, Candidate, Outcome, control_accuracy, reference_outputs, resolve_engines
 from .calibration import Calibration, RangeTable, estimators, load_calibration, precompute_ranges
 from .flavours import TENSORRT_FLAVOUR, add_ort_flavours
-from .qdq_rewrite import quantizable_nodes
+from .qdq_rewrite import fold_weight_quantizers, quantizable_nodes
 from .recipes import (NncfCandidate, NncfGraphs, nncf_candidates, ort_candidates, ort_quantize,
                       supports_range_cache)
 from .settings import TRT_OP_TYPES, QuantizeSettings
@@ -140,7 +140,9 @@ class _Job:
         layers = quantizable_nodes(onnx.load(str(src)))
         candidates = self.candidates(d, src, dst, ranges)
         outcome = control_accuracy(candidates, judge, layers, self.settings.max_float_fraction)
-        lint_errors = [str(i) for i in qdq_lint.errors(qdq_lint.lint(dst, TRT_LINT_VERSION))] if outcome.ok else []
+        if outcome.ok:
+            store_int8_weights(dst, {self.input_name: self.data.x_val})
+        lint_errors = [str(i) for i in _trt_lint(dst)] if outcome.ok else []
         row = _depth_row(d, judge.fp32, outcome, time.perf_counter() - started)
         self._record_metrics(entry, judge.fp32, outcome)
         if outcome.ok:
@@ -238,11 +240,12 @@ class _Job:
             seconds = time.perf_counter() - started
             nxt = self._next_inputs(seg)
             feeds = _state_feeds(src, feeds, nxt)
+            store_int8_weights(dst, int8_feeds)
             fp32_out, int8_out = reference_outputs(src, fp32_feeds), reference_outputs(dst, int8_feeds)
             fp32_score = score(self.data.task, fp32_out[-1], self.data.y_val)
             int8_score = score(self.data.task, int8_out[-1], self.data.y_val)
             fp32_feeds, int8_feeds = dict(zip(nxt, fp32_out[:-1])), dict(zip(nxt, int8_out[:-1]))
-            issues = qdq_lint.errors(qdq_lint.lint(dst, TRT_LINT_VERSION))
+            issues = _trt_lint(dst)
             seg.set_artifact(Artifact.from_file(self.stage, dst, "onnx", "int8", extra={
                 "method": "ort", "shared_calibration": shared, "chain_fp32": fp32_score, "chain_int8": int8_score,
                 "tensorrt_compatible": not issues}))
@@ -269,6 +272,31 @@ class _Job:
             "timing": ranges.timing, "seconds": seconds, "depths": rows, "segments": segment_rows,
             "rejected": rejected,
         }
+
+
+def _trt_lint(path: Path) -> list[Any]:
+    """The lint errors of a shipped int8 graph as the TensorRT target gives it to TensorRT
+    TRT_LINT_VERSION (its INT8 weights unfolded to float -> Q -> DQ below TensorRT 10)."""
+    return qdq_lint.errors(qdq_lint.lint_as_parsed(path, TRT_LINT_VERSION))
+
+
+def store_int8_weights(path: Path, feeds: dict[str, np.ndarray]) -> None:
+    """Rewrite the accepted int8 graph at `path` with its weights stored as INT8 initializers ->
+    DQ (fold_weight_quantizers: a quarter of the float bytes) instead of float -> Q -> DQ. The fold
+    is exact; the outputs on `feeds` (the accuracy check's data) are compared bit for bit anyway,
+    so the shipped graph is the one accuracy control accepted."""
+    import onnx
+
+    model = onnx.load(str(path))
+    folded = fold_weight_quantizers(model)
+    if len(folded.graph.node) == len(model.graph.node):
+        return  # nothing to fold (already integer weights)
+    before, after = reference_outputs(model, feeds), reference_outputs(folded, feeds)
+    if not all(np.array_equal(a, b) for a, b in zip(before, after)):
+        raise ArtifactError(f"storing INT8 weights changed the outputs of {path.name}; this is a bug")
+    tmp = path.with_name(f".{path.name}.tmp")
+    onnx.save(folded, str(tmp))
+    tmp.replace(path)
 
 
 def _depth_row(d: int, fp32: float, outcome: Outcome, seconds: float) -> dict[str, Any]:

@@ -18,6 +18,7 @@ on the ONNX graph instead:
   per_channel    (warning) weights quantized per-tensor: allowed, but less accurate
 
 Only onnx and numpy are needed. `lint(path_or_model, trt_version="8.5")` returns the issues;
+`lint_as_parsed` lints what the TensorRT target parses (integer weights unfolded for < 10);
 `check(...)` raises ConfigError listing the errors.
 """
 
@@ -257,6 +258,20 @@ def lint(model: Any, trt_version: str = "8.5", supported_ops: frozenset[str] = T
         if n.op_type in WEIGHTED_OPS:
             _check_weights_and_bias(g, n)
     return g.issues
+
+
+def lint_as_parsed(model: Any, trt_version: str = "8.5", **kw: Any) -> list[LintIssue]:
+    """lint() of the graph the TensorRT target gives TensorRT `trt_version`: a shipped int8 graph
+    stores INT8 weight initializers -> DQ (qdq_rewrite.fold_weight_quantizers), which TensorRT < 10
+    cannot parse, so the target unfolds them to float weight -> Q -> DQ first
+    (unfold_weight_quantizers); that unfolded graph is what is linted for < 10."""
+    import onnx
+
+    from .qdq_rewrite import unfold_weight_quantizers
+
+    if _version_tuple(trt_version)[0] < 10:
+        model = unfold_weight_quantizers(model if isinstance(model, onnx.ModelProto) else onnx.load(str(model)))
+    return lint(model, trt_version, **kw)
 
 
 def errors(issues: list[LintIssue]) -> list[LintIssue]:
