@@ -74,9 +74,10 @@ def test_version_bridge_build_and_run(version, fake_trt, fc_int8_bundle):
     script = (fc_int8_bundle / sub / "trtexec.sh").read_text()
     n_int8 = len(m.depths) - sum("int8" in e.rejected for e in m.depths)
     # Graphs that carry their own fp16 are kept next to the engine and trtexec builds from them, as the
-    # Python build did: fp16 on TRT 11 (no FP16 flag), int8 from TRT 10 (strongly typed, fp16 outside Q/DQ).
+    # Python build did: fp16 on TRT 11 (no FP16 flag), int8 from TRT 10 (strongly typed, fp16 outside Q/DQ),
+    # int8 before TRT 10 (the INT8 weight initializers unfolded to float -> Q -> DQ, issue 17.3).
     kept = {"fp16": ".fp16.onnx"} if major >= 11 else {}
-    kept.update({"int8": ".int8.fp16.onnx"} if major >= 10 else {})
+    kept.update({"int8": ".int8.fp16.onnx"} if major >= 10 else {"int8": ".int8.unfolded.onnx"})
     n_kept = sum(len(m.depths) if p == "fp16" else n_int8 for p in kept)
     assert script.count("trtexec --onnx=../../onnx/depth_") == len(m.depths) * 2 + n_int8 - n_kept
     assert script.count("trtexec --onnx=depth_") == n_kept

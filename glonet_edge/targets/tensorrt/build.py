@@ -83,22 +83,58 @@ def fp16_conversion(trt: Any, record: EngineBuild) -> Optional[Tuple[Callable[[P
     return None
 
 
+def unfold_weights(src: Path, dst: Path) -> str:
+    """Write `src` with its integer weight initializers -> DQ unfolded to float -> Q -> DQ, the
+    layout TensorRT < 10 parses (a shipped int8 graph stores INT8 weights, docs/quantize.md)."""
+    import onnx
+
+    from ...quantize.qdq_rewrite import unfold_weight_quantizers
+
+    onnx.save(unfold_weight_quantizers(onnx.load(str(src))), str(dst))
+    return "unfold_weight_quantizers"
+
+
+def has_integer_weights(onnx_path: Path) -> bool:
+    """Whether a DequantizeLinear of the graph reads an integer initializer (a stored INT8 weight)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    ints = {t.name for t in model.graph.initializer if t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)}
+    return any(n.op_type == "DequantizeLinear" and n.input[0] in ints for n in model.graph.node)
+
+
+Conversion = Tuple[Callable[[Path, Path], str], str, str]
+
+
+def graph_conversion(trt: Any, record: EngineBuild, onnx_path: Path) -> Optional[Conversion]:
+    """(converter, companion suffix, EngineBuild field naming the companion): the fp16 conversions
+    (fp16_conversion), or for an int8 engine on TensorRT < 10 whose graph stores INT8 weight
+    initializers, the graph with float weights -> Q -> DQ (unfold_weights); None: parse the source."""
+    conversion = fp16_conversion(trt, record)
+    if conversion is not None:
+        return conversion[0], conversion[1], "fp16_graph"
+    if record.options.precision == "int8" and trt_major(trt) < 10 and has_integer_weights(onnx_path):
+        return unfold_weights, "int8.unfolded", "unfolded_graph"
+    return None
+
+
 @contextlib.contextmanager
 def graph_to_parse(trt: Any, onnx_path: Path, out_dir: Path, stem: str, record: EngineBuild) -> Iterator[Path]:
-    """The ONNX graph TensorRT parses: the source, or its fp16 conversion, which is kept as
-    {stem}.<suffix>.onnx next to the engine once the engine is written (record.fp16_graph), so
-    trtexec builds from the same graph."""
-    conversion = fp16_conversion(trt, record)
+    """The ONNX graph TensorRT parses: the source, or its conversion (graph_conversion), which is
+    kept as {stem}.<suffix>.onnx next to the engine once the engine is written (record.fp16_graph
+    or record.unfolded_graph), so trtexec builds from the same graph."""
+    conversion = graph_conversion(trt, record, onnx_path)
     if conversion is None:
         yield onnx_path
         return
-    convert, suffix = conversion
+    convert, suffix, field_name = conversion
     tmp = out_dir / f".{stem}.{suffix}.tmp.onnx"
     try:
         record.converter = convert(onnx_path, tmp)
         yield tmp  # an exception in the build is raised here: nothing below runs
-        record.fp16_graph = record.graph = out_dir / f"{stem}.{suffix}.onnx"
-        os.replace(tmp, record.fp16_graph)
+        record.graph = out_dir / f"{stem}.{suffix}.onnx"
+        setattr(record, field_name, record.graph)
+        os.replace(tmp, record.graph)
     finally:
         tmp.unlink(missing_ok=True)
 

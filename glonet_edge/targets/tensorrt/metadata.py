@@ -49,9 +49,11 @@ def engine_metadata(trt: Any, record: EngineBuild, onnx_path: Path) -> Dict[str,
     if meta["onnx_opset"] is None:
         del meta["onnx_opset"]
     if record.converter:
-        meta["fp16_converter"] = record.converter
+        meta["unfold" if record.unfolded_graph is not None else "fp16_converter"] = record.converter
     if record.fp16_graph is not None:
         meta["fp16_graph"] = _file_id(record.fp16_graph)
+    if record.unfolded_graph is not None:
+        meta["unfolded_graph"] = _file_id(record.unfolded_graph)
     return meta
 
 

@@ -16,7 +16,7 @@ class EngineBuild:
     """What one build did: the files it wrote and every setting trtexec needs to repeat it."""
 
     plan: Path
-    graph: Path  # the graph TensorRT parsed (the fp16 companion on TensorRT 11)
+    graph: Path  # the graph TensorRT parsed (the source, or a companion graph)
     options: BuildOptions
     timing_cache: Path
     tensorrt: str  # the TensorRT version that built it
@@ -27,7 +27,8 @@ class EngineBuild:
     shapes: Shapes = field(default_factory=dict)
     dynamic_inputs: List[str] = field(default_factory=list)  # inputs with a dynamic dim in the network
     fp16_graph: Optional[Path] = None  # kept next to the engine (TensorRT 11 fp16)
-    converter: Optional[str] = None  # which fp16 converter made it
+    converter: Optional[str] = None  # which converter made the companion graph
+    unfolded_graph: Optional[Path] = None  # kept next to the engine (int8 on TensorRT < 10: float weights -> Q -> DQ)
 
     @property
     def sidecar(self) -> Path:
@@ -35,5 +36,7 @@ class EngineBuild:
 
     @property
     def files(self) -> List[Path]:
-        """[engine, metadata sidecar, fp16 graph (TensorRT 11 fp16 only)]."""
-        return [self.plan, self.sidecar] + ([self.fp16_graph] if self.fp16_graph is not None else [])
+        """[engine, metadata sidecar, companion graph (TensorRT 11 fp16, strongly typed int8 with fp16
+        fallback, int8 on TensorRT < 10)]."""
+        extra = [g for g in (self.fp16_graph, self.unfolded_graph) if g is not None]
+        return [self.plan, self.sidecar] + extra
