@@ -766,3 +766,28 @@ def test_real_tensorrt_build_and_run(fc_int8_bundle):
         else:
             assert r["top1_agreement"] >= 0.98, r
     assert json.loads((fc_int8_bundle / "compile_tensorrt.json").read_text())["trtexec"]
+
+
+def test_int8_weights_are_unfolded_for_trt_before_10_only(fake_trt, fc_int8_bundle, tmp_path):
+    """Issue 17.3: the shipped int8 graph stores INT8 weight initializers -> DQ, which TensorRT 8.5
+    cannot parse (the fake parser lints at its version): the build parses, keeps and records
+    <stem>.int8.unfolded.onnx (float weights -> Q -> DQ) on 8.5, the source itself on 10.3."""
+    import onnx
+
+    src = fc_int8_bundle / "onnx" / "depth_004.int8.onnx"
+    fake_trt("8.5.2")
+    out = tmp_path / "old"
+    record = get_target("tensorrt").build_engine(src, out, "int8")
+    assert record.unfolded_graph == record.graph == out / "depth_004.int8.unfolded.onnx" and record.graph.is_file()
+    assert record.unfolded_graph in record.files and not list(out.glob(".*.onnx"))
+    unfolded = onnx.load(str(record.graph))
+    inits = {t.name for t in unfolded.graph.initializer}
+    assert [n for n in unfolded.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in inits]
+    assert f"--onnx={record.graph.name}" in trtexec_command(record, out)
+    meta = json.loads(record.sidecar.read_text())
+    assert meta["unfolded_graph"]["file"] == record.graph.name and meta["unfold"] == "unfold_weight_quantizers"
+    for version in ("10.3.0", "11.4.0"):
+        fake_trt(version)
+        record = get_target("tensorrt").build_engine(src, tmp_path / version, "int8", fp16_fallback=False)
+        assert record.unfolded_graph is None and record.graph == src
+        assert not list((tmp_path / version).glob("*.unfolded.onnx"))
