@@ -45,7 +45,7 @@ def test_int8_graphs_pass_tensorrt_lint(family, fc_int8_bundle_src, cnn_int8_bun
     kept_float = {n for e in m.depths for a in e.artifacts if a.precision == "int8"
                   for n in a.extra.get("float_nodes", [])}  # left in float by the accuracy fallback
     for g in graphs:
-        assert qdq_lint.errors(qdq_lint.lint(g, "8.5")) == [], g
+        assert qdq_lint.errors(qdq_lint.lint_as_parsed(g, "8.5")) == [], g
         model = onnx.load(str(g))
         inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
         qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
@@ -191,4 +191,4 @@ def test_nncf_accuracy_control_is_tensorrt_safe(cnn_bundle):
         art = e.artifact("onnx", "int8")
         assert art.extra["method"] == "nncf"
         assert art.extra["tensorrt_compatible"] is True, art.extra  # UINT8 pairs converted
-        assert qdq_lint.errors(qdq_lint.lint(art.resolve(cnn_bundle))) == []
+        assert qdq_lint.errors(qdq_lint.lint_as_parsed(art.resolve(cnn_bundle))) == []

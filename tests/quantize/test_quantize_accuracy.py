@@ -80,7 +80,7 @@ def test_every_shipped_depth_meets_drop_and_agreement_on_every_engine(bundle):
             assert fp32 - score <= 0.005 + 1e-9, (row["depth"], engine, fp32, score)
             if engine in art.extra["accuracy_checks"]:  # what was recorded is what the engine does
                 assert art.extra["accuracy_checks"][engine]["agreement"] == pytest.approx(agree)
-        assert qdq_lint.errors(qdq_lint.lint(art.resolve(bundle), "8.5")) == []
+        assert qdq_lint.errors(qdq_lint.lint_as_parsed(art.resolve(bundle), "8.5")) == []
 
 
 def test_agreement_below_the_floor_falls_back_then_rejects(bundle, monkeypatch):
