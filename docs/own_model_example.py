@@ -17,11 +17,10 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from torch.utils.data import DataLoader, TensorDataset
 
-from glonet_edge import cut_loss
 from glonet_edge.backbones import timm_glonet
 from glonet_edge.bench.own_model import SHAPES, write_shapes  # the synthetic shapes of `glonet bench own-model`
+from glonet_edge.bench.own_model import train as train_plain
 from glonet_edge.data import load_samples
 
 
@@ -31,20 +30,11 @@ def build() -> torch.nn.Module:
 
 
 def train(data: Path, out: Path, epochs: int, seed: int = 0) -> None:
-    """The plain loop of the README: fit the normalisation, train every depth with the cut loss, save."""
-    torch.manual_seed(seed)
+    """The plain loop of the README (fit the normalisation, train every depth with the cut loss;
+    glonet_edge.bench.own_model.train), then model.safetensors for `glonet export --weights`."""
     x, y, _ = load_samples(str(data))
     model = build()
-    model.fit_normalisation(torch.from_numpy(x))
-    loader = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=64, shuffle=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model.train()
-    for _ in range(epochs):
-        for xb, yb in loader:
-            loss = cut_loss(model(xb, all_depths=True), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    train_plain(model, x, y, epochs, batch_size=64, lr=1e-3, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     save_file(model.state_dict(), str(out / "model.safetensors"))
 

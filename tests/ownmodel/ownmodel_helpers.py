@@ -94,24 +94,12 @@ def write_image_folder(root: Path, per_class: int, seed: int, size: int = IMAGE_
 
 
 def train_plain(model, x_train: np.ndarray, y_train: np.ndarray, epochs: int, weights: Path) -> None:
-    """The README's loop: plain PyTorch, the cut loss, a safetensors file at the end."""
-    import torch
+    """The README's loop (plain PyTorch, the cut loss; bench/own_model.train), then a safetensors file."""
     from safetensors.torch import save_file
-    from torch.utils.data import DataLoader, TensorDataset
 
-    from glonet_edge import cut_loss
+    from glonet_edge.bench.own_model import train
 
-    torch.manual_seed(0)
-    loader = DataLoader(TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train)), batch_size=16, shuffle=True)
-    model.fit_normalisation(torch.from_numpy(x_train))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(epochs):
-        for x, y in loader:
-            loss = cut_loss(model(x, all_depths=True), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    train(model, x_train, y_train, epochs, batch_size=16, lr=3e-3, seed=0)
     save_file(model.state_dict(), str(weights))
 
 
