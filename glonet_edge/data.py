@@ -209,3 +209,10 @@ def load_dataset(spec: str, seed: int = 0, val_fraction: float = 0.2, image_size
         return _from_arrays(path.stem if path.is_file() else path.name, x, y, seed, val_fraction, classes)
     raise ConfigError(f"unknown data set {spec!r}: use one of {', '.join(BUILTIN)}, a path to an .npz with X and y, "
                       "a directory with CIFAR-10 binary batches, or an image folder (DIR/<class>/<image>.png)")
+
+
+def load_recorded(spec: str, record: dict) -> Dataset:
+    """`spec` split exactly as the run that recorded `record` (its `data`: seed, val_fraction,
+    image_size) split it, so the held-out samples are the ones training never saw."""
+    return load_dataset(spec, seed=int(record.get("seed", 0)), val_fraction=float(record.get("val_fraction", 0.2)),
+                        image_size=record.get("image_size"))

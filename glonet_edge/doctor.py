@@ -11,24 +11,15 @@ from __future__ import annotations
 import importlib
 import json
 import platform
-import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from .targets.tensorrt.device import jetpack_release, l4t_release
+
 SCHEMA_VERSION = 1
 
-# L4T release -> JetPack release, from NVIDIA's JetPack archive (developer.nvidia.com/embedded/jetpack-archive),
-# the same table jetson-stats keeps in jtop/core/jetson_variables.py (NVIDIA_JETPACK).
-JETPACK_OF_L4T = {
-    "32.7.1": "4.6.1", "32.7.2": "4.6.2", "32.7.3": "4.6.3", "32.7.4": "4.6.4", "32.7.5": "4.6.5",
-    "35.1.0": "5.0.2", "35.2.1": "5.1", "35.3.1": "5.1.1", "35.4.1": "5.1.2", "35.5.0": "5.1.3", "35.6.0": "5.1.4",
-    "36.2.0": "6.0 DP", "36.3.0": "6.0", "36.4.0": "6.1", "36.4.3": "6.2", "36.4.4": "6.2.1",
-}
-JETPACK_OF_L4T_MAJOR = {"32": "4.x", "35": "5.x", "36": "6.x", "38": "7.x"}
-# "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: ..."
-NV_TEGRA_RELEASE = re.compile(r"#\s*R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)")
 POWER_SOURCES = ("jetson", "nvml", "battery", "rapl", "thermal")
 
 
@@ -52,18 +43,10 @@ def read_text(path: Path) -> Optional[str]:
         return None
 
 
-def l4t_release(text: str) -> Optional[str]:
-    """'35.4.1' from the first line of /etc/nv_tegra_release, None when it is not that format."""
-    m = NV_TEGRA_RELEASE.search(text)
-    if not m:
-        return None
-    revision = m.group(2) if m.group(2).count(".") else m.group(2) + ".0"
-    return f"{m.group(1)}.{revision}"
-
-
 def jetpack_of(l4t: str) -> str:
-    major = l4t.split(".")[0]
-    return JETPACK_OF_L4T.get(l4t) or f"{JETPACK_OF_L4T_MAJOR.get(major, 'unknown')} (L4T {l4t} not in the table)"
+    """The JetPack release of an L4T release (the table TensorRT's engine metadata uses too)."""
+    jetpack, exact = jetpack_release(l4t)
+    return jetpack if exact else f"{jetpack} (L4T {l4t} not in the table)"
 
 
 def platform_findings() -> List[Finding]:

@@ -72,13 +72,13 @@ def summary(record: ExitCalibration) -> dict[str, Any]:
 
 def validation_split(manifest: BundleManifest, dataset: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The held-out split the bundle's checkpoint was trained without (same seed and fraction)."""
-    from .data import load_dataset
+    from .data import load_recorded
 
     data_cfg = manifest.model.get("data") or {}
     spec = dataset or data_cfg.get("dataset")
     if not spec:
         raise ConfigError("the bundle's model config records no data set; pass the one it was trained on with --data")
-    data = load_dataset(spec, seed=int(data_cfg.get("seed", 0)), val_fraction=float(data_cfg.get("val_fraction", 0.2)))
+    data = load_recorded(spec, data_cfg)
     if list(data.x_val.shape[1:]) != list(manifest.input_shape):
         raise ConfigError(f"data set {spec} gives samples of shape {list(data.x_val.shape[1:])}, the bundle expects "
                           f"{manifest.input_shape}; pass the data set it was trained on with --data")

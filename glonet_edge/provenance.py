@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 from .errors import ArtifactError
 from .fileio import confined_path
-from .manifest import FAMILY_FORMAT, Artifact, BundleManifest
+from .manifest import FAMILY_FORMAT, ORT_FORMAT, Artifact, BundleManifest
 
 SOURCE_SHA = "onnx_sha256"
 SOURCE_PATH = "onnx_path"
@@ -33,7 +33,7 @@ UNKNOWN = "unknown provenance: built by a glonet-edge that did not record its so
 
 # ONNX Runtime's own int8 graph (quantize/flavours.py) is quantized from the fp32 graph, not
 # from the TensorRT QDQ graph.
-FROM_FP32_FORMATS = ("onnxruntime",)
+FROM_FP32_FORMATS = (ORT_FORMAT,)
 # ONNX graphs that export writes and that run as they are: their own source.
 GRAPH_FORMATS = ("onnx", FAMILY_FORMAT)
 

@@ -15,7 +15,7 @@ from ..compare import cpu_session, session_runner
 from ..data import score
 from ..errors import ArtifactError, ConfigError, require
 from ..exit_calibration import calibrate_bundle
-from ..fileio import atomic_write_json, staged_directory
+from ..fileio import atomic_write_bytes, atomic_write_json, staged_directory
 from ..manifest import Artifact, BundleManifest, DepthEntry, SegmentEntry
 from ..progress import progress_bar
 from ..provenance import changed_graphs, current_sha, graph_shas, metrics_key, prune_stale, stamp
@@ -166,7 +166,7 @@ class _Job:
         """How the int8 graph was made, for the manifest (what it passed is added on shipping)."""
         extra: dict[str, Any] = {"flavour": TENSORRT_FLAVOUR, "method": self.settings.method,
                                  "calib_size": len(self.data.x_calib),
-                                 "calibration": "training split", "symmetric": True, "per_channel": True}
+                                 "calibration": self.data.calibration_data, "symmetric": True, "per_channel": True}
         if self.settings.method == "ort":
             extra.update(shared_calibration=ranges.shared, op_types=list(TRT_OP_TYPES))
         converted = {c.recipe: c.converted for c in candidates
@@ -294,9 +294,7 @@ def store_int8_weights(path: Path, feeds: dict[str, np.ndarray]) -> None:
     before, after = reference_outputs(model, feeds), reference_outputs(folded, feeds)
     if not all(np.array_equal(a, b) for a, b in zip(before, after)):
         raise ArtifactError(f"storing INT8 weights changed the outputs of {path.name}; this is a bug")
-    tmp = path.with_name(f".{path.name}.tmp")
-    onnx.save(folded, str(tmp))
-    tmp.replace(path)
+    atomic_write_bytes(path, folded.SerializeToString())
 
 
 def _depth_row(d: int, fp32: float, outcome: Outcome, seconds: float) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def load_calibration(manifest: BundleManifest, calib_size: int, seed: int = 0,
                      dataset: str | None = None) -> Calibration:
     """Calibration = a deterministic subset of the TRAINING split; evaluation = validation split.
     `dataset` overrides the path recorded at training time (same seed and split)."""
-    from ..data import load_dataset
+    from ..data import load_recorded
 
     data_cfg = manifest.model.get("data") or {}
     own = _own_model_calibration(manifest, data_cfg, calib_size, seed, dataset)
@@ -67,7 +67,7 @@ def load_calibration(manifest: BundleManifest, calib_size: int, seed: int = 0,
     if not spec:
         raise ConfigError("the bundle's model config has no data.dataset; cannot find calibration data "
                           "(re-export from a checkpoint made by `glonet train`)")
-    data = load_dataset(spec, seed=int(data_cfg.get("seed", 0)), val_fraction=float(data_cfg.get("val_fraction", 0.2)))
+    data = load_recorded(spec, data_cfg)
     if list(data.x_train.shape[1:]) != list(manifest.input_shape):
         raise ConfigError(f"data set {spec} gives samples of shape {list(data.x_train.shape[1:])}, the bundle expects "
                           f"{manifest.input_shape}")

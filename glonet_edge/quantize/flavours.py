@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import require
-from ..manifest import Artifact, BundleManifest, DepthEntry
+from ..manifest import ORT_FORMAT, Artifact, BundleManifest, DepthEntry
 from ..provenance import source_extra
 from .accuracy import AccuracyCheck, Candidate, control_accuracy
 from .calibration import Calibration, Estimator, estimator_name, estimators, load_calibration
@@ -29,7 +29,6 @@ from .settings import QuantizeSettings
 
 EXTRA_KEY = "flavour"  # Artifact.extra key naming the flavour of an int8 graph
 TENSORRT_FLAVOUR = "trt-s8s8-qdq"  # the graph quantize has always made (recipes.ort_quantize)
-ORT_FORMAT = "onnxruntime"  # Artifact.format of ONNX Runtime's own int8 graph (served by that target only)
 ORT_REJECTED = "onnxruntime/int8"  # DepthEntry.rejected key when the ORT flavour failed accuracy control
 
 
@@ -141,13 +140,13 @@ def flavour_candidates(src: Path, dst: Path, flavour: Flavour, range_estimators:
     return [FlavourCandidate(src, dst, flavour, e, feeds) for e in range_estimators]
 
 
-def flavour_extra(flavour: Flavour, outcome: Any, settings: QuantizeSettings, calib: int) -> dict[str, Any]:
+def flavour_extra(flavour: Flavour, outcome: Any, settings: QuantizeSettings, data: Calibration) -> dict[str, Any]:
     """What the manifest records about a shipped flavour graph."""
     extra: dict[str, Any] = {EXTRA_KEY: flavour.name, "engine": "onnxruntime", "format": flavour.quant_format,
                              "activations": flavour.activation, "weights": flavour.weight,
                              "per_channel": flavour.per_channel, "reduce_range": flavour.reduce_range,
-                             "measured": flavour.measured, "recipe": outcome.candidate.name, "calib_size": calib,
-                             "calibration": "training split", "accuracy_checks": outcome.check.engines,
+                             "measured": flavour.measured, "recipe": outcome.candidate.name, "calib_size": len(data.x_calib),
+                             "calibration": data.calibration_data, "accuracy_checks": outcome.check.engines,
                              "max_drop": settings.max_drop, "min_agreement": settings.min_agreement}
     if outcome.float_layers:
         extra["float_nodes"] = outcome.float_layers
@@ -176,7 +175,7 @@ def quantize_flavour_depth(stage: Path, entry: DepthEntry, src: Path, flavour: F
            "agreement": outcome.check.agreement, "float_layers": len(outcome.float_layers), "status": "ok"}
     if outcome.ok:
         entry.rejected.pop(ORT_REJECTED, None)
-        extra = flavour_extra(flavour, outcome, settings, len(data.x_calib))
+        extra = flavour_extra(flavour, outcome, settings, data)
         extra.update(source_extra(entry.artifact("onnx", "fp32"), {"onnxruntime": _ort_version()}))
         entry.set_artifact(Artifact.from_file(stage, dst, ORT_FORMAT, "int8", extra=extra))
     else:

@@ -86,7 +86,7 @@ class Runtime:
                                    manifest.input_name) if segments else None
         self.segment_precision = segment_precision
         self.exits = exits
-        self._exit_rules: dict[tuple, tuple | None] = {}  # (depth, tier, config) -> certified rule
+        self._exit_rules: dict[tuple, tuple | None] = {}  # (cap, tier) -> certified rule; the policy is fixed at open
         self.policy = policy
         self.power = power
         self.poll_interval_s = poll_interval_s
@@ -315,12 +315,12 @@ class Runtime:
         return self._chain_prediction(self._chain.run(x, cap, None, rule, start), f"{reason}; {why}", None)
 
     def _exit_rule(self, cap: int, tier: str) -> tuple[tuple | None, str]:
-        """(rule for SegmentChain.run or None, why) for this cap and tier; cached per policy config."""
-        config = self.policy.config
-        key = (cap, tier, config)
+        """(rule for SegmentChain.run or None, why) for this cap and tier, cached: hashing the policy
+        config on every call would cost more than the lookup saves, and it never changes after open."""
+        key = (cap, tier)
         found = self._exit_rules.get(key)
         if found is None:
-            budget = exit_budget(self.policy.table, config, tier, cap)
+            budget = exit_budget(self.policy.table, self.policy.config, tier, cap)
             point = self.exits.point_for(cap, budget)
             if point is None:
                 found = (None, f"adaptive: no exit certified within {budget * 100:.2f} pt of depth {cap}, "

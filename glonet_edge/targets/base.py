@@ -87,8 +87,9 @@ class CompiledModel(ABC):
 
     def output_view(self, name: str) -> "CompiledModel":
         """This model answering only its output `name` (the runtime's family graph serves each
-        depth this way); the view shares the engine model, so it costs no memory."""
-        return OutputView(self, name)
+        depth this way); the view shares the engine model, so it costs no memory. Engines that
+        load the family graph (onnxruntime, openvino) implement it."""
+        raise ConfigError(f"{self.target} models do not serve one output of a multi-output graph")
 
     def close(self) -> None:
         """Release engine resources (idempotent)."""
@@ -101,31 +102,6 @@ class CompiledModel(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.target}/{self.precision} in={self.input_names} out={self.output_names}>"
-
-
-class OutputView(CompiledModel):
-    """One output of a multi-output model. The engine still computes every output (neither
-    ONNX Runtime nor OpenVINO skips nodes an output does not need); engines that can return
-    one output by name override `CompiledModel.output_view` to spare the copies."""
-
-    def __init__(self, model: CompiledModel, name: str):
-        if name not in model.output_names:
-            raise ConfigError(f"{model.target} model has no output {name!r}; it has {model.output_names}")
-        self.model, self.index = model, model.output_names.index(name)
-        self.input_names, self.output_names = model.input_names, [name]
-        self.precision, self.target = model.precision, model.target
-
-    def run(self, feeds: dict[str, Any]) -> list[np.ndarray]:
-        return [self.model.run(feeds)[self.index]]
-
-    def run_validated(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return [self.model.run_validated(feeds)[self.index]]
-
-    def raw_callable(self) -> Callable[[dict[str, np.ndarray]], Any]:
-        return self.model.raw_callable()
-
-    def close(self) -> None:
-        self.model.close()
 
 
 class Target(ABC):

@@ -44,10 +44,10 @@ def parse_precisions(value: str | Sequence[str]) -> list[str]:
 def sample_inputs(manifest: BundleManifest, n: int = 32, seed: int = 0) -> np.ndarray:
     """Held-out samples when the bundle's data set loads here, else seeded random inputs."""
     try:
-        from ..data import load_dataset
+        from ..data import load_recorded
 
         d = manifest.model.get("data") or {}
-        data = load_dataset(d["dataset"], seed=int(d.get("seed", 0)), val_fraction=float(d.get("val_fraction", 0.2)))
+        data = load_recorded(d["dataset"], d)
         if list(data.x_val.shape[1:]) == list(manifest.input_shape):
             return np.ascontiguousarray(data.x_val[:n])
     except Exception:
@@ -55,11 +55,9 @@ def sample_inputs(manifest: BundleManifest, n: int = 32, seed: int = 0) -> np.nd
     return np.random.default_rng(seed).normal(size=(n, *manifest.input_shape)).astype(np.float32)
 
 
-def check_outputs(outs: list[np.ndarray], ref_graph: Path, feeds: dict[str, np.ndarray], task: str,
-                  precision: str) -> Comparison:
-    """The artifact's last output against onnxruntime on the fp32 graph: within the fp32
+def check_outputs(outs: list[np.ndarray], ref: np.ndarray, task: str, precision: str) -> Comparison:
+    """The artifact's last output against `ref`, onnxruntime's on the fp32 graph: within the fp32
     tolerance for fp32 artifacts; fp16 / int8 are recorded (error, top-1 agreement), not judged."""
-    ref = cpu_session(ref_graph, threads=1).run(None, feeds)[-1]
     return compare(outs[-1], ref, tolerance=tolerance(task, ref) if precision == "fp32" else None)
 
 
@@ -71,6 +69,7 @@ class _FamilyCompile:
         self.family, self.target = family, family.target
         self.bundle_dir, self.manifest, self.stage, self.inputs = bundle_dir, manifest, stage, inputs
         self.out_dir = stage / family.subdir
+        self._references: dict[Path, np.ndarray] = {}  # fp32 graph -> its output on `inputs`, once per graph
 
     def skip_reason(self, kind: str, index: int, entry: Any, precision: str) -> str | None:
         if precision == "int8" and getattr(entry, "rejected", {}).get("int8"):
@@ -113,8 +112,16 @@ class _FamilyCompile:
         feeds = {self.manifest.input_name: self.inputs}
         with self.family.load(artifact, precision) as model:
             outs = model.run(feeds)
-        c = check_outputs(outs, source_graph(entry, "fp32").resolve(self.stage), feeds, self.manifest.task, precision)
+        c = check_outputs(outs, self.reference(source_graph(entry, "fp32").resolve(self.stage), feeds),
+                          self.manifest.task, precision)
         return {"max_abs_err": c.max_abs_err, "tolerance": c.tolerance, "top1_agreement": c.top1_agreement, "ok": c.ok}
+
+    def reference(self, graph: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """onnxruntime's last output of the fp32 `graph` on the fixed check inputs, computed once
+        for every precision built from it."""
+        if graph not in self._references:
+            self._references[graph] = cpu_session(graph, threads=1).run(None, feeds)[-1]
+        return self._references[graph]
 
     def every_graph(self, depths: list[int], precisions: list[str], segments: bool, bar: Any) -> list[dict[str, Any]]:
         rows = []

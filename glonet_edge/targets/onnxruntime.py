@@ -18,9 +18,9 @@ import numpy as np
 
 from ..compare import session_options
 from ..errors import ArtifactError, ConfigError
+from ..manifest import ORT_FORMAT  # ONNX Runtime's own int8 graph
 from .base import CompiledModel, FamilyBuilder, Target, default_cache_dir
 
-ORT_FORMAT = "onnxruntime"  # manifest format of ORT's own int8 graph (= quantize.flavours.ORT_FORMAT)
 
 # device -> providers to try, in order (CPU is always appended as the fallback)
 _DEVICE_PROVIDERS = {

@@ -142,16 +142,14 @@ class Checkpoint:
     def reload_data(self, dataset: str | None = None) -> "Dataset":
         """The data set this checkpoint was trained on, split exactly as in training (same
         seed and fraction); `dataset` overrides the recorded spec when the data moved."""
-        from ..data import load_dataset
+        from ..data import load_recorded
 
         data_cfg = self.config.data
         spec = dataset or data_cfg.get("dataset")
         if not isinstance(spec, str) or not spec:
             raise ConfigError(f"{self.path}/config.json records no data set; pass the one it was trained on with --data")
         try:
-            data = load_dataset(spec, seed=int(data_cfg.get("seed", 0)),
-                                val_fraction=float(data_cfg.get("val_fraction", 0.2)),
-                                image_size=data_cfg.get("image_size"))
+            data = load_recorded(spec, data_cfg)
         except ConfigError as exc:
             raise ConfigError(f"cannot reload the held-out split of {spec!r} ({exc}); pass --data with where that "
                               "data set is on this machine") from exc

@@ -13,6 +13,7 @@ TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 
 # L4T release -> JetPack (NVIDIA's JetPack archive, as tabulated by jetson-stats' jtop).
 _JETPACK_EXACT = {
+    "32.7.1": "4.6.1", "32.7.2": "4.6.2", "32.7.3": "4.6.3", "32.7.4": "4.6.4", "32.7.5": "4.6.5",
     "34.1.0": "5.0 DP", "34.1.1": "5.0.1 DP",
     "35.1.0": "5.0.2", "35.2.1": "5.1", "35.3.1": "5.1.1", "35.4.1": "5.1.2", "35.5.0": "5.1.3",
     "35.6.0": "5.1.4", "35.6.1": "5.1.5", "35.6.2": "5.1.5",
@@ -27,24 +28,42 @@ _JETPACK_MAJOR_MINOR = {
 _JETPACK_MAJOR = {"32": "4.x", "34": "5.0 DP", "35": "5.x", "36": "6.x", "38": "7.x"}
 
 
+# "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: ..."
+RELEASE_LINE = re.compile(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)")
+
+
+def l4t_release(text: str) -> Optional[str]:
+    """'35.4.1' (always three parts) from the first line of /etc/nv_tegra_release; None when it
+    is not that format."""
+    m = RELEASE_LINE.search(text)
+    if not m:
+        return None
+    parts = f"{m.group(1)}.{m.group(2).strip('.')}".split(".")
+    return ".".join((parts + ["0", "0"])[:3])
+
+
+def jetpack_release(l4t: str) -> tuple:
+    """(JetPack release, exact) of an L4T release: the exact version first, then major.minor
+    (R35.1 is JetPack 5.0.2, R35.2+ is 5.1.x), then only the major line ("6.x")."""
+    parts = l4t.split(".")
+    exact = _JETPACK_EXACT.get(".".join((parts + ["0", "0"])[:3]))
+    if exact:
+        return exact, True
+    return _JETPACK_MAJOR_MINOR.get(".".join(parts[:2])) or _JETPACK_MAJOR.get(parts[0], "unknown"), False
+
+
 def jetson_info(path: Path = TEGRA_RELEASE) -> Optional[Dict[str, str]]:
     """L4T release from /etc/nv_tegra_release ("# R36 (release), REVISION: 4.0, ...") and the
-    JetPack release it belongs to: exact L4T version first, then major.minor (R35.1 is JetPack
-    5.0.2, R35.2+ is 5.1.x), then only the major line ("6.x")."""
+    JetPack release it belongs to (jetpack_release)."""
     try:
         text = path.read_text(errors="replace").splitlines()[0]
     except (OSError, IndexError):
         return None
-    m = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", text)
+    m = RELEASE_LINE.search(text)
     if not m:
         return {"nv_tegra_release": text.strip()}
-    major, revision = m.group(1), m.group(2).strip(".")
-    l4t = f"{major}.{revision}"
-    parts = l4t.split(".")
-    full = ".".join((parts + ["0", "0"])[:3])
-    jetpack = (_JETPACK_EXACT.get(full) or _JETPACK_MAJOR_MINOR.get(".".join(parts[:2]))
-               or _JETPACK_MAJOR.get(major, "unknown"))
-    return {"l4t": l4t, "jetpack": jetpack}
+    l4t = f"{m.group(1)}.{m.group(2).strip('.')}"
+    return {"l4t": l4t, "jetpack": jetpack_release(l4t)[0]}
 
 
 def _torch_gpu(index: int) -> Optional[Dict[str, Any]]:
