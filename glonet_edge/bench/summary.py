@@ -40,5 +40,5 @@ def write_result_markdown(path: str | Path, title: str, result: dict[str, Any], 
     """`write_markdown` led by the command that measured (when recorded) and where it ran."""
     from ..report.environment import environment_line
 
-    command = f"`{result['command']}`" if result["command"] else ""
+    command = f"`{result['command']}`" if result.get("command") else ""
     return write_markdown(path, title, [command, environment_line(result["environment"]), *sections])
