@@ -179,7 +179,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         reference = benchmark_app_rows(bundle, manifest, rows, args)
     b1 = [r for r in rows if r["batch"] == 1]
     plot(b1, sorted(e.depth for e in manifest.depths), model_name, out / "latency.png")
-    result = {"rows": rows, "summary": overhead_summary(b1), "int8_vs_fp32": int8_vs_fp32(b1), "switch": switch_rows,
+    result = {"rows": rows, "summary": overhead_summary(b1), "int8_vs_fp32": int8_vs_fp32(rows),
+              "int8_file_bytes": int8_file_bytes(manifest), "switch": switch_rows,
               "reference": reference, "skipped": skipped, "bundle": str(bundle), "threads": args.threads,
               "iterations": args.iterations, "environment": environment(), "plot": "latency.png"}
     write_summary(result, model_name, out / "latency.md")
@@ -285,15 +286,39 @@ def overhead_summary(b1: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return summary
 
 
-def int8_vs_fp32(b1: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = []
-    for target in sorted({t for t, _ in _combos(b1)}):
-        fp32 = {r["depth"]: r["runtime_ms"] for r in b1 if r["target"] == target and r["precision"] == "fp32"}
-        int8 = {r["depth"]: r["runtime_ms"] for r in b1 if r["target"] == target and r["precision"] == "int8"}
+def int8_vs_fp32(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per target, batch and depth: the runtime's INT8 latency over its FP32 latency (same run)."""
+    out = []
+    for target, batch in sorted({(r["target"], r["batch"]) for r in rows}):
+        sel = [r for r in rows if r["target"] == target and r["batch"] == batch]
+        fp32 = {r["depth"]: r["runtime_ms"] for r in sel if r["precision"] == "fp32"}
+        int8 = {r["depth"]: r["runtime_ms"] for r in sel if r["precision"] == "int8"}
         for depth in sorted(set(fp32) & set(int8)):
-            rows.append({"target": target, "depth": depth, "fp32_ms": fp32[depth], "int8_ms": int8[depth],
-                         "int8_over_fp32": int8[depth] / fp32[depth]})
+            out.append({"target": target, "batch": batch, "depth": depth, "fp32_ms": fp32[depth],
+                        "int8_ms": int8[depth], "int8_over_fp32": int8[depth] / fp32[depth]})
+    return out
+
+
+def int8_file_bytes(manifest: Any) -> list[dict[str, Any]]:
+    """Per depth: bytes of the FP32 graph and of each INT8 ONNX graph (the TensorRT-style QDQ
+    graph, ONNX Runtime's own flavour), with external data, and their ratio to FP32."""
+    from ..manifest import ORT_FORMAT
+
+    rows = []
+    for entry in manifest.depths:
+        fp32 = entry.artifact("onnx", "fp32")
+        if fp32 is None:
+            continue
+        for fmt in ("onnx", ORT_FORMAT):
+            int8 = entry.artifact(fmt, "int8")
+            if int8 is not None:
+                rows.append({"depth": entry.depth, "int8_format": fmt, "fp32_bytes": _bytes(fp32),
+                             "int8_bytes": _bytes(int8), "int8_over_fp32": _bytes(int8) / _bytes(fp32)})
     return rows
+
+
+def _bytes(artifact: Any) -> int:
+    return artifact.bytes + sum(c["bytes"] for c in artifact.companions)
 
 
 def plot(b1: list[dict[str, Any]], depths: list[int], model_name: str, path: Path) -> None:
@@ -325,8 +350,10 @@ def write_summary(result: dict[str, Any], model_name: str, path: Path) -> None:
         f"Bundle `{result['bundle']}` ({model_name}), {result['iterations']} alternating calls per depth and batch, "
         f"{result['threads']} engine thread(s).",
         "## Batch 1, per target/precision\n\n" + markdown_table(result["summary"]),
-        "## INT8 vs FP32 (batch 1)\n\n" + (markdown_table(result["int8_vs_fp32"]) if result["int8_vs_fp32"]
+        "## INT8 vs FP32\n\n" + (markdown_table(result["int8_vs_fp32"]) if result["int8_vs_fp32"]
                                             else "(no int8)"),
+        "## INT8 ONNX file bytes vs FP32\n\n" + (markdown_table(result["int8_file_bytes"])
+                                                if result["int8_file_bytes"] else "(no int8)"),
         "## Depth switch\n\n" + (markdown_table(result["switch"]) if result["switch"] else "(none)"),
         "## External reference\n\n" + (markdown_table(result["reference"]) if result["reference"]
                                         else "(benchmark_app not run)"),

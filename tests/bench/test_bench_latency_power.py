@@ -62,3 +62,19 @@ def test_torch_latency_suite_on_cpu(fc_run, tmp_path):
     rows = json.loads((out / "torch_latency.json").read_text())["rows"]
     assert [r["depth"] for r in rows] == [1, 8]
     assert rows[1]["macs"] > rows[0]["macs"] and all(r["p50_ms"] > 0 for r in rows)
+
+
+def test_latency_suite_reports_int8_file_bytes_from_the_files(fc_int8_bundle_src):
+    """The bytes table (issue 17.3) is what is on disk, each INT8 graph against its own depth's FP32."""
+    from glonet_edge.bench.latency import int8_file_bytes
+    from glonet_edge.manifest import BundleManifest
+
+    manifest = BundleManifest.load(fc_int8_bundle_src)
+    rows = int8_file_bytes(manifest)
+    assert {r["depth"] for r in rows} == {e.depth for e in manifest.depths}
+    for r in rows:
+        stem = fc_int8_bundle_src / "onnx" / f"depth_{r['depth']:03d}"
+        assert r["fp32_bytes"] == stem.with_suffix(".onnx").stat().st_size
+        int8_path = fc_int8_bundle_src / manifest.depth(r["depth"]).artifact(r["int8_format"], "int8").path
+        assert r["int8_bytes"] == int8_path.stat().st_size
+        assert r["int8_over_fp32"] == pytest.approx(r["int8_bytes"] / r["fp32_bytes"]) and r["int8_over_fp32"] < 1

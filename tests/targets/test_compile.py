@@ -112,6 +112,29 @@ def test_openvino_model_is_thread_safe(fc_bundle, val):
     raw = model.raw_callable()
     raw({"x": chunks[0]})  # the direct engine call works on the same compiled model
 
+def test_openvino_requests_per_shape_keep_answers_apart(fc_bundle, val):
+    """run_validated keeps a request per input shape whose outputs OpenVINO writes into arrays of
+    ours: batch sizes that come and go (more than the slots it keeps), and answers already handed
+    out, must never see another call's numbers."""
+    from glonet_edge.targets import openvino as ov_target
+
+    compile_bundle(fc_bundle, "openvino", ["fp32"], depths=[4], segments=False, progress=False)
+    m = BundleManifest.load(fc_bundle)
+    model = load_artifact(fc_bundle, m.depth(4).artifact("openvino", "fp32"), "openvino")
+    ort = load_artifact(fc_bundle, m.depth(4).artifact("onnx", "fp32"), "onnxruntime")
+    x, _ = val
+    sizes = [1, 3, 1, 32, 3] + list(range(2, 2 + ov_target._SLOTS_PER_THREAD + 2)) + [1, 32]
+    kept = []
+    for round_ in range(2):  # the second round meets shapes evicted in the first
+        for i, n in enumerate(sizes):
+            batch = np.ascontiguousarray(x[i + round_: i + round_ + n])
+            (y,) = model.run({"x": batch})
+            kept.append((y, ort.run({"x": batch})[0]))
+    assert len(model._per_thread.slots) == ov_target._SLOTS_PER_THREAD
+    for y, reference in kept:  # checked at the end: a later call must not have overwritten y
+        np.testing.assert_allclose(y, reference, atol=1e-4)
+
+
 
 def test_corrupt_and_mismatched_artifacts(fc_bundle):
     compile_bundle(fc_bundle, "openvino", ["fp32"], depths=[4], segments=False, progress=False)
