@@ -140,3 +140,46 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 def no_staging_left(bundle: Path) -> bool:
     return not [p for p in bundle.parent.iterdir() if ".staging." in p.name or ".old." in p.name]
+
+
+def serve_from_threads(rt, x: np.ndarray, reference: dict, clients: int = 8, calls: int = 1000) -> tuple[list, list, int]:
+    """`clients` threads each call rt.infer on single rows of x while another thread switches the
+    depth (or unpins it); returns (errors, rows answered unlike reference[depth], calls served).
+    Each prediction must equal the single-threaded answer of the depth it reports."""
+    import threading
+    import time
+
+    errors, wrong, served = [], [], [0]
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        for _ in range(calls):
+            i = int(rng.integers(len(x)))
+            try:
+                pred = rt.infer(x[i:i + 1])
+            except Exception as exc:  # noqa: BLE001 - any error fails the caller's test
+                errors.append(repr(exc))
+                continue
+            if not np.array_equal(pred.outputs[0], reference[pred.depth][i]):
+                wrong.append((pred.depth, i))
+            with lock:
+                served[0] += 1
+
+    def switcher() -> None:
+        rng = np.random.default_rng(99)
+        while not stop.is_set():
+            rt.set_depth(int(rng.choice(rt.depths)) if rng.random() < 0.8 else None)
+            time.sleep(0.0005)
+
+    sw = threading.Thread(target=switcher)
+    sw.start()
+    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    sw.join()
+    return errors, wrong, served[0]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bundle_helpers import serve_from_threads
 
 from glonet_edge.errors import ArtifactError, ConfigError
 from glonet_edge.manifest import FAMILY_FORMAT, BundleManifest
@@ -137,3 +138,44 @@ def test_a_wrong_family_graph_is_caught(fc_bundle):
     onnx.save(model, str(path))
     with pytest.raises(ArtifactError, match="differs"):
         check_family_graph(path, graphs, _inputs(manifest))
+
+
+def _single_thread_answers(rt: Runtime, x: np.ndarray) -> dict[int, np.ndarray]:
+    answers = {}
+    for depth in rt.depths:
+        rt.set_depth(depth)
+        answers[depth] = np.stack([rt.infer(x[i:i + 1]).outputs[0] for i in range(len(x))])
+    rt.set_depth(None)
+    return answers
+
+
+@pytest.mark.parametrize("target", ["onnxruntime", "openvino"])
+def test_family_graph_is_thread_safe_like_infer(shared_bundle, target):
+    """Eight threads on the one shared model while the depth switches: each answer is the
+    single-threaded answer of the depth it reports (the per-depth layout's guarantee)."""
+    pytest.importorskip(target)
+    rt = _open(shared_bundle, target=target, share_weights=True)
+    x = _inputs(rt.manifest)
+    errors, wrong, served = serve_from_threads(rt, x, _single_thread_answers(rt, x), calls=300)
+    rt.close()
+    assert errors == [] and wrong == [] and served == 8 * 300
+
+
+@pytest.mark.parametrize("target", ["onnxruntime", "openvino"])
+def test_closing_one_depth_of_the_family_graph_leaves_the_others(shared_bundle, target):
+    """Every depth is a view of one loaded model: closing one view must not close the model
+    under the others."""
+    pytest.importorskip(target)
+    from glonet_edge.export.family_graph import family_output
+    from glonet_edge.targets import get_target
+
+    manifest = BundleManifest.load(shared_bundle)
+    art = max(manifest.depths, key=lambda e: e.depth).artifact(FAMILY_FORMAT, "fp32")
+    family = get_target(target).load(shared_bundle / art.path, "fp32", threads=1, cache_dir=False)
+    views = {e.depth: family.output_view(family_output(e.depth)) for e in manifest.depths}
+    feeds = {manifest.input_name: _inputs(manifest)}
+    before = {d: v.run(feeds)[0] for d, v in views.items()}
+    closed = min(views)
+    views.pop(closed).close()
+    for depth, view in views.items():
+        np.testing.assert_array_equal(view.run(feeds)[0], before[depth], err_msg=str(depth))

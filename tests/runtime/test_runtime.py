@@ -5,13 +5,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
 import pytest
 
 import fake_sysfs
+from bundle_helpers import serve_from_threads
 from glonet_edge.data import load_dataset
 from glonet_edge.errors import ArtifactError, ConfigError
 from glonet_edge.runtime import Runtime
@@ -68,41 +68,9 @@ def test_policy_picks_cheaper_depth_on_low_battery(fc_served_bundle, x_val, tmp_
 
 def test_eight_threads_with_depth_switches_answer_like_single_thread(fc_served_bundle, x_val, reference):
     rt = Runtime.open(fc_served_bundle, power="none", anytime=False)
-    errors, wrong, served = [], [], [0]
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def client(seed: int) -> None:
-        rng = np.random.default_rng(seed)
-        for _ in range(1000):
-            i = int(rng.integers(len(x_val)))
-            try:
-                pred = rt.infer(x_val[i:i + 1])
-            except Exception as exc:  # noqa: BLE001 - any error fails the test below
-                errors.append(repr(exc))
-                continue
-            if not np.array_equal(pred.outputs[0], reference[pred.depth][i]):
-                wrong.append((pred.depth, i))
-            with lock:
-                served[0] += 1
-
-    def switcher() -> None:
-        rng = np.random.default_rng(99)
-        while not stop.is_set():
-            rt.set_depth(int(rng.choice(rt.depths)) if rng.random() < 0.8 else None)
-            time.sleep(0.0005)
-
-    sw = threading.Thread(target=switcher)
-    sw.start()
-    clients = [threading.Thread(target=client, args=(s,)) for s in range(8)]
-    for t in clients:
-        t.start()
-    for t in clients:
-        t.join()
-    stop.set()
-    sw.join()
+    errors, wrong, served = serve_from_threads(rt, x_val, reference)
     rt.close()
-    assert errors == [] and wrong == [] and served[0] == 8000
+    assert errors == [] and wrong == [] and served == 8000
 
 
 class SlowModel:
