@@ -9,7 +9,9 @@ alternates two calls on the SAME compiled model and the same input:
 
 Alternating (and swapping which goes first) exposes both to the same machine noise, so the
 ratio is meaningful on a shared machine even when absolute numbers drift. Reported: p50 of
-each, their ratio, and the per-depth MACs (latency should grow as the MACs do).
+each, their ratio, and the per-depth MACs (latency should grow as the MACs do); where the
+bundle has both precisions, INT8 over FP32 runtime latency per depth and batch, and the bytes
+of each INT8 ONNX graph over its FP32 graph.
 
 Depth switch: `set_depth(k)` to a random other depth, then one `infer`; the switch cost is
 that call's latency minus the steady-state p50 of depth k (all depths are loaded and warmed
