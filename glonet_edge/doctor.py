@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from .runtime.power.base import SensorError, read_text
 from .targets.tensorrt.device import jetpack_release, l4t_release
 
 SCHEMA_VERSION = 1
@@ -34,12 +35,12 @@ class Finding:
     fix: str = ""
 
 
-def read_text(path: Path) -> Optional[str]:
-    """A small text file, NUL bytes dropped (device-tree strings end in one); None when unreadable."""
+def read_if_present(path: Path) -> Optional[str]:
+    """A device file as the power sources read it (NULs dropped, bounded, never blocking), or None
+    when it is missing or unreadable: the report says what is absent rather than failing on it."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read(65536).replace(b"\0", b"").decode("utf-8", "replace").strip()
-    except OSError:
+        return read_text(path)
+    except SensorError:
         return None
 
 
@@ -90,7 +91,7 @@ def _devices(target: Any) -> List[str]:
 
 
 def accelerator_findings(root: Path) -> List[Finding]:
-    driver = read_text(root / "proc/driver/nvidia/version")
+    driver = read_if_present(root / "proc/driver/nvidia/version")
     driver_line = driver.splitlines()[0] if driver else None
     return [Finding("accelerator", "nvidia driver", None, driver_line or "none found"),
             Finding("accelerator", "cuda", None, cuda_version(root) or "none found")]
@@ -98,19 +99,19 @@ def accelerator_findings(root: Path) -> List[Finding]:
 
 def cuda_version(root: Path) -> Optional[str]:
     """CUDA's own record of its version: version.json since CUDA 11.1, version.txt before."""
-    text = read_text(root / "usr/local/cuda/version.json")
+    text = read_if_present(root / "usr/local/cuda/version.json")
     if text:
         try:
             return str(json.loads(text)["cuda"]["version"])
         except (ValueError, KeyError, TypeError):
             return None
-    text = read_text(root / "usr/local/cuda/version.txt")  # "CUDA Version 10.2.300"
+    text = read_if_present(root / "usr/local/cuda/version.txt")  # "CUDA Version 10.2.300"
     return text.split()[-1] if text else None
 
 
 def jetson_findings(root: Path) -> List[Finding]:
-    model = read_text(root / "proc/device-tree/model")
-    release = read_text(root / "etc/nv_tegra_release")
+    model = read_if_present(root / "proc/device-tree/model")
+    release = read_if_present(root / "etc/nv_tegra_release")
     if release is None:
         return [Finding("jetson", "jetson", None, f"not a Jetson (no /etc/nv_tegra_release){'; ' + model if model else ''}")]
     l4t = l4t_release(release)
