@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from .runtime.power.base import SensorError, read_text
+from .runtime.power.base import PowerState, SensorError, read_text
 from .targets.tensorrt.device import jetpack_release, l4t_release
 
 SCHEMA_VERSION = 1
@@ -109,7 +109,8 @@ def cuda_version(root: Path) -> Optional[str]:
     return text.split()[-1] if text else None
 
 
-def jetson_findings(root: Path) -> List[Finding]:
+def jetson_findings(root: Path, power_mode: Optional[str]) -> List[Finding]:
+    """Model, L4T and JetPack release from the device files; `power_mode` as the jetson power source read it."""
     model = read_if_present(root / "proc/device-tree/model")
     release = read_if_present(root / "etc/nv_tegra_release")
     if release is None:
@@ -119,38 +120,31 @@ def jetson_findings(root: Path) -> List[Finding]:
              Finding("jetson", "L4T", l4t is not None, l4t or f"unreadable: {release.splitlines()[0][:80]!r}")]
     if l4t:
         found.append(Finding("jetson", "JetPack", None, jetpack_of(l4t)))
-    found.append(Finding("jetson", "power mode", None, _power_mode(root) or "unknown (nvpmodel not readable)"))
+    found.append(Finding("jetson", "power mode", None, power_mode or "unknown (nvpmodel not readable)"))
     return found
 
 
-def _power_mode(root: Path) -> Optional[str]:
+def power_readings(root: Path) -> Dict[str, Optional[PowerState]]:
+    """One reading of each power source, None for a source not present here. Read once: the
+    jetson section shows the jetson reading's power mode, the power section every reading."""
     from .errors import GlonetError
     from .runtime.power import open_power_source
 
-    try:
-        source = open_power_source("jetson", root=root)
-    except GlonetError:
-        return None
-    mode = source.read().power_mode
-    source.close()
-    return mode
-
-
-def power_findings(root: Path) -> List[Finding]:
-    from .errors import GlonetError
-    from .runtime.power import open_power_source
-
-    found = []
+    readings: Dict[str, Optional[PowerState]] = {}
     for kind in POWER_SOURCES:
         try:
             source = open_power_source(kind, root=root)
-        except GlonetError as exc:
-            found.append(Finding("power", kind, None, "not present"))
+        except GlonetError:
+            readings[kind] = None
             continue
-        state = source.read()
-        found.append(Finding("power", kind, not state.is_unknown, state.describe()))
+        readings[kind] = source.read()
         source.close()
-    return found
+    return readings
+
+
+def power_findings(readings: Dict[str, Optional[PowerState]]) -> List[Finding]:
+    return [Finding("power", kind, None, "not present") if state is None
+            else Finding("power", kind, not state.is_unknown, state.describe()) for kind, state in readings.items()]
 
 
 def cache_findings() -> List[Finding]:
@@ -163,8 +157,10 @@ def cache_findings() -> List[Finding]:
 def examine(root: str = "/", bundle: Optional[str] = None) -> Dict[str, Any]:
     """Every finding for this device, and for `bundle`'s artifacts when one is given."""
     root_path = Path(root)
+    power = power_readings(root_path)
+    jetson = power["jetson"]
     found = (platform_findings() + engine_findings(platform.machine()) + accelerator_findings(root_path)
-             + jetson_findings(root_path) + power_findings(root_path) + cache_findings())
+             + jetson_findings(root_path, jetson and jetson.power_mode) + power_findings(power) + cache_findings())
     if bundle is not None:
         found += bundle_findings(Path(bundle), platform.machine())
     return {"schema_version": SCHEMA_VERSION, "findings": [asdict(f) for f in found]}
