@@ -14,7 +14,7 @@ import platform
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from .runtime.power.base import PowerState, SensorError, read_text
 from .targets.tensorrt.device import jetpack_release, l4t_release
@@ -171,14 +171,16 @@ def bundle_findings(bundle: Path, machine: str) -> List[Finding]:
     the command that makes it load."""
     from .manifest import BundleManifest
     from .provenance import holders
+    from .targets import get_target, list_targets
 
     manifest = BundleManifest.load(bundle)
+    targets = [get_target(n) for n in list_targets()]
     listed = [(holder, a) for _, holder in holders(manifest) for a in holder.artifacts]
     kinds = sorted({(a.format, a.precision) for _, a in listed})
     found = []
     for fmt, precision in kinds:
         group = [(h, a) for h, a in listed if (a.format, a.precision) == (fmt, precision)]
-        problems = [p for p in (artifact_problem(bundle, a, machine, h) for h, a in group) if p is not None]
+        problems = [p for p in (artifact_problem(bundle, a, machine, targets, h) for h, a in group) if p is not None]
         name = f"{fmt} {precision}"
         if not problems:
             found.append(Finding("bundle", name, True, f"{len(group)} artifacts load here"))
@@ -206,16 +208,17 @@ def int8_speed_findings(bundle: Path, manifest: Any) -> List[Finding]:
     return found
 
 
-def artifact_problem(bundle: Path, artifact: Any, machine: str, holder: Any = None) -> Optional[tuple]:
+def artifact_problem(bundle: Path, artifact: Any, machine: str, targets: Sequence[Any],
+                     holder: Any = None) -> Optional[tuple]:
     """(path, problem, fix) when `artifact` would not load on this machine, else None: the
     checks `load_artifact` makes before it loads (engine present, built for this engine version
-    and GPU, built from the holder's current graph, files intact)."""
+    and GPU, built from the holder's current graph, files intact). `targets`: every registered
+    target, looked up once by the caller for all the bundle's artifacts."""
     from .errors import GlonetError
     from .provenance import staleness
-    from .targets import get_target, list_targets
 
-    targets = [get_target(n) for n in list_targets() if get_target(n).serves_format(artifact.format)]
-    target = next((t for t in targets if t.name == "onnxruntime"), targets[0] if targets else None)
+    serving = [t for t in targets if t.serves_format(artifact.format)]
+    target = next((t for t in serving if t.name == "onnxruntime"), serving[0] if serving else None)
     if target is None:
         return artifact.path, f"no target serves the {artifact.format!r} format", "upgrade glonet-edge"
     rebuild = (f"glonet compile {bundle} --target {target.name} --precision {artifact.precision}"
