@@ -14,8 +14,9 @@ import platform
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
+from .runtime.power.base import PowerState, SensorError, read_text
 from .targets.tensorrt.device import jetpack_release, l4t_release
 
 SCHEMA_VERSION = 1
@@ -34,12 +35,12 @@ class Finding:
     fix: str = ""
 
 
-def read_text(path: Path) -> Optional[str]:
-    """A small text file, NUL bytes dropped (device-tree strings end in one); None when unreadable."""
+def read_if_present(path: Path) -> Optional[str]:
+    """A device file as the power sources read it (NULs dropped, bounded, never blocking), or None
+    when it is missing or unreadable: the report says what is absent rather than failing on it."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read(65536).replace(b"\0", b"").decode("utf-8", "replace").strip()
-    except OSError:
+        return read_text(path)
+    except SensorError:
         return None
 
 
@@ -90,7 +91,7 @@ def _devices(target: Any) -> List[str]:
 
 
 def accelerator_findings(root: Path) -> List[Finding]:
-    driver = read_text(root / "proc/driver/nvidia/version")
+    driver = read_if_present(root / "proc/driver/nvidia/version")
     driver_line = driver.splitlines()[0] if driver else None
     return [Finding("accelerator", "nvidia driver", None, driver_line or "none found"),
             Finding("accelerator", "cuda", None, cuda_version(root) or "none found")]
@@ -98,19 +99,20 @@ def accelerator_findings(root: Path) -> List[Finding]:
 
 def cuda_version(root: Path) -> Optional[str]:
     """CUDA's own record of its version: version.json since CUDA 11.1, version.txt before."""
-    text = read_text(root / "usr/local/cuda/version.json")
+    text = read_if_present(root / "usr/local/cuda/version.json")
     if text:
         try:
             return str(json.loads(text)["cuda"]["version"])
         except (ValueError, KeyError, TypeError):
             return None
-    text = read_text(root / "usr/local/cuda/version.txt")  # "CUDA Version 10.2.300"
+    text = read_if_present(root / "usr/local/cuda/version.txt")  # "CUDA Version 10.2.300"
     return text.split()[-1] if text else None
 
 
-def jetson_findings(root: Path) -> List[Finding]:
-    model = read_text(root / "proc/device-tree/model")
-    release = read_text(root / "etc/nv_tegra_release")
+def jetson_findings(root: Path, power_mode: Optional[str]) -> List[Finding]:
+    """Model, L4T and JetPack release from the device files; `power_mode` as the jetson power source read it."""
+    model = read_if_present(root / "proc/device-tree/model")
+    release = read_if_present(root / "etc/nv_tegra_release")
     if release is None:
         return [Finding("jetson", "jetson", None, f"not a Jetson (no /etc/nv_tegra_release){'; ' + model if model else ''}")]
     l4t = l4t_release(release)
@@ -118,38 +120,31 @@ def jetson_findings(root: Path) -> List[Finding]:
              Finding("jetson", "L4T", l4t is not None, l4t or f"unreadable: {release.splitlines()[0][:80]!r}")]
     if l4t:
         found.append(Finding("jetson", "JetPack", None, jetpack_of(l4t)))
-    found.append(Finding("jetson", "power mode", None, _power_mode(root) or "unknown (nvpmodel not readable)"))
+    found.append(Finding("jetson", "power mode", None, power_mode or "unknown (nvpmodel not readable)"))
     return found
 
 
-def _power_mode(root: Path) -> Optional[str]:
+def power_readings(root: Path) -> Dict[str, Optional[PowerState]]:
+    """One reading of each power source, None for a source not present here. Read once: the
+    jetson section shows the jetson reading's power mode, the power section every reading."""
     from .errors import GlonetError
     from .runtime.power import open_power_source
 
-    try:
-        source = open_power_source("jetson", root=root)
-    except GlonetError:
-        return None
-    mode = source.read().power_mode
-    source.close()
-    return mode
-
-
-def power_findings(root: Path) -> List[Finding]:
-    from .errors import GlonetError
-    from .runtime.power import open_power_source
-
-    found = []
+    readings: Dict[str, Optional[PowerState]] = {}
     for kind in POWER_SOURCES:
         try:
             source = open_power_source(kind, root=root)
-        except GlonetError as exc:
-            found.append(Finding("power", kind, None, "not present"))
+        except GlonetError:
+            readings[kind] = None
             continue
-        state = source.read()
-        found.append(Finding("power", kind, not state.is_unknown, state.describe()))
+        readings[kind] = source.read()
         source.close()
-    return found
+    return readings
+
+
+def power_findings(readings: Dict[str, Optional[PowerState]]) -> List[Finding]:
+    return [Finding("power", kind, None, "not present") if state is None
+            else Finding("power", kind, not state.is_unknown, state.describe()) for kind, state in readings.items()]
 
 
 def cache_findings() -> List[Finding]:
@@ -162,8 +157,10 @@ def cache_findings() -> List[Finding]:
 def examine(root: str = "/", bundle: Optional[str] = None) -> Dict[str, Any]:
     """Every finding for this device, and for `bundle`'s artifacts when one is given."""
     root_path = Path(root)
+    power = power_readings(root_path)
+    jetson = power["jetson"]
     found = (platform_findings() + engine_findings(platform.machine()) + accelerator_findings(root_path)
-             + jetson_findings(root_path) + power_findings(root_path) + cache_findings())
+             + jetson_findings(root_path, jetson and jetson.power_mode) + power_findings(power) + cache_findings())
     if bundle is not None:
         found += bundle_findings(Path(bundle), platform.machine())
     return {"schema_version": SCHEMA_VERSION, "findings": [asdict(f) for f in found]}
@@ -174,14 +171,16 @@ def bundle_findings(bundle: Path, machine: str) -> List[Finding]:
     the command that makes it load."""
     from .manifest import BundleManifest
     from .provenance import holders
+    from .targets import get_target, list_targets
 
     manifest = BundleManifest.load(bundle)
+    targets = [get_target(n) for n in list_targets()]
     listed = [(holder, a) for _, holder in holders(manifest) for a in holder.artifacts]
     kinds = sorted({(a.format, a.precision) for _, a in listed})
     found = []
     for fmt, precision in kinds:
         group = [(h, a) for h, a in listed if (a.format, a.precision) == (fmt, precision)]
-        problems = [p for p in (artifact_problem(bundle, a, machine, h) for h, a in group) if p is not None]
+        problems = [p for p in (artifact_problem(bundle, a, machine, targets, h) for h, a in group) if p is not None]
         name = f"{fmt} {precision}"
         if not problems:
             found.append(Finding("bundle", name, True, f"{len(group)} artifacts load here"))
@@ -209,16 +208,17 @@ def int8_speed_findings(bundle: Path, manifest: Any) -> List[Finding]:
     return found
 
 
-def artifact_problem(bundle: Path, artifact: Any, machine: str, holder: Any = None) -> Optional[tuple]:
+def artifact_problem(bundle: Path, artifact: Any, machine: str, targets: Sequence[Any],
+                     holder: Any = None) -> Optional[tuple]:
     """(path, problem, fix) when `artifact` would not load on this machine, else None: the
     checks `load_artifact` makes before it loads (engine present, built for this engine version
-    and GPU, built from the holder's current graph, files intact)."""
+    and GPU, built from the holder's current graph, files intact). `targets`: every registered
+    target, looked up once by the caller for all the bundle's artifacts."""
     from .errors import GlonetError
     from .provenance import staleness
-    from .targets import get_target, list_targets
 
-    targets = [get_target(n) for n in list_targets() if get_target(n).serves_format(artifact.format)]
-    target = next((t for t in targets if t.name == "onnxruntime"), targets[0] if targets else None)
+    serving = [t for t in targets if t.serves_format(artifact.format)]
+    target = next((t for t in serving if t.name == "onnxruntime"), serving[0] if serving else None)
     if target is None:
         return artifact.path, f"no target serves the {artifact.format!r} format", "upgrade glonet-edge"
     rebuild = (f"glonet compile {bundle} --target {target.name} --precision {artifact.precision}"

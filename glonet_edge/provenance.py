@@ -155,6 +155,12 @@ def result_is_stale(entry: Any, key: str, precision: str) -> bool:
     return recorded is not None and recorded != _measured_graph(entry, key, precision)
 
 
+def _stale_result_keys(entry: Any) -> list[tuple[str, str]]:
+    """(key, precision) of each result of `entry` measured on a graph other than its current one, in key order."""
+    keyed = [(key, key.rsplit("/", 1)[-1]) for key in sorted(entry.measured_on)]
+    return [(key, precision) for key, precision in keyed if result_is_stale(entry, key, precision)]
+
+
 def _measured_graph(entry: Any, key: str, precision: str) -> str | None:
     """The sha256 of the graph a result `key` is measured on today: ONNX Runtime's own int8
     graph where the entry has one (that is what it profiles), else the source graph."""
@@ -175,9 +181,8 @@ def stale_results(manifest: BundleManifest, bundle: str | Path) -> list[str]:
     """One line per stale measured result (metrics, profile latency, exit thresholds), with its fix."""
     lines = []
     for entry in sorted(manifest.depths, key=lambda e: e.depth):
-        for key in sorted(entry.measured_on):
-            precision = key.rsplit("/", 1)[-1]
-            if precision not in entry.rejected and result_is_stale(entry, key, precision):
+        for key, precision in _stale_result_keys(entry):
+            if precision not in entry.rejected:
                 lines.append(f"depth {entry.depth} {key} was measured on another graph than the current one; "
                              f"re-measure it with `{_result_fix(bundle, key)}`")
     for precision in stale_exits(manifest):
@@ -231,10 +236,7 @@ def prune_stale(bundle: str | Path, manifest: BundleManifest, changed: set[str])
 
 def _drop_stale_results(entry: Any) -> list[str]:
     notes = []
-    for key in sorted(entry.measured_on):
-        precision = key.rsplit("/", 1)[-1]
-        if not result_is_stale(entry, key, precision):
-            continue
+    for key, _ in _stale_result_keys(entry):
         kind, _, name = key.partition("/")
         if kind == "profile":
             entry.latency_ms.pop(name, None)

@@ -29,13 +29,12 @@ more inferences per charge than power-aware alone.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 from . import int_list
+from .timing import interleaved_ms
 
 HELP = "early exit vs the cheapest fixed depth of the same held-out accuracy: MACs and latency, ORT and OpenVINO"
 # family -> (model, depth, width, epochs, lr): the fc32 and cnn6 runs of BENCHMARKS.md
@@ -199,14 +198,9 @@ def _run_all(rt: Any, x: Any, batch: int) -> list[Any]:
 
 def _alternating(first: Callable[[], Any], second: Callable[[], Any], repeats: int) -> tuple[float, float]:
     """Median wall time (ms) of each callable over `repeats` passes, run in alternating order."""
-    times: tuple[list[float], list[float]] = ([], [])
-    first(), second()  # warm
-    for i in range(repeats):
-        for k in ((0, 1) if i % 2 == 0 else (1, 0)):
-            t0 = time.perf_counter()
-            (first if k == 0 else second)()
-            times[k].append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times[0]), statistics.median(times[1])
+    first(), second()  # warm once, before all rounds: each call is already a whole pass over the rows
+    ms = interleaved_ms({"first": first, "second": second}, repeats)
+    return ms["first"], ms["second"]
 
 
 def _breakeven(rt: Any, fixed_rt: Any, x1: Any, cap: int, repeats: int) -> dict[str, Any]:

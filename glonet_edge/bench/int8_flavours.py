@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from . import int_list
+from .timing import interleaved_ms
 
 HELP = "INT8 graph layouts (QDQ/QOperator, u8/s8, reduce_range) on ONNX Runtime: latency vs fp32, accuracy"
 OPT_LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic": "ORT_ENABLE_BASIC"}
@@ -76,25 +76,6 @@ def session(path: Path, level: str, threads: int) -> Any:
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def interleaved_p50(calls: dict[str, Any], iterations: int, rounds: int) -> dict[str, float]:
-    """p50 ms per callable, each round timing every callable `iterations` times in turn."""
-    import numpy as np
-
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    clock = time.perf_counter
-    for r in range(rounds):
-        order = list(calls) if r % 2 == 0 else list(reversed(calls))  # no graph always runs first
-        for k in order:
-            fn = calls[k]
-            for _ in range(max(1, iterations // 5)):  # warm-up, untimed
-                fn()
-            for _ in range(iterations):
-                t0 = clock()
-                fn()
-                times[k].append((clock() - t0) * 1e3)
-    return {k: float(np.percentile(v, 50)) for k, v in times.items()}
-
-
 def accuracy(sessions: dict[str, Any], data: Any, input_name: str) -> dict[str, dict[str, float | None]]:
     """Held-out score and top-1 agreement with fp32 of every graph (batch 256)."""
     from ..compare import predict, session_runner, top1_agreement
@@ -118,7 +99,7 @@ def measure_depth(graphs: dict[str, Path], data: Any, input_name: str, args: arg
     for b in args.batches:
         x = np.ascontiguousarray(np.resize(data.x_val, (b, *data.x_val.shape[1:])).astype(np.float32))
         calls = {key: (lambda s=s: s.run(None, {input_name: x})) for key, s in sessions.items()}
-        p50 = interleaved_p50(calls, args.iterations, args.rounds)
+        p50 = interleaved_ms(calls, args.rounds, args.iterations, warmup=max(1, args.iterations // 5))
         base = p50[("fp32", "all")] if ("fp32", "all") in p50 else p50[("fp32", levels[0])]
         for (k, lv), ms in p50.items():
             rows.append({"graph": k, "opt_level": lv, "batch": b, "p50_ms": ms, "ratio_vs_fp32": ms / base,

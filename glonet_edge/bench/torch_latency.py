@@ -66,10 +66,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 rows.append(measure(model, x, depth, device, energy, args))
     out = Path(args.out)
     plot(rows, depths, args.batches, energy is not None, out / "torch_latency.png")
-    env = environment()
+    env = environment()  # torch is imported, so it names the GPU when CUDA is visible
     env["torch"] = torch.__version__
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(0)
     write_markdown(out / "torch_latency.md", "PyTorch per-depth latency and energy",
                    [f"{model.config.model} depth {model.num_blocks}, device {args.device}"
                     + (f" ({env.get('gpu')})" if device.type == "cuda" else ""), markdown_table(rows)])

@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from ..fileio import atomic_write_json
+from ..fileio import atomic_write_json, atomic_write_text
 
 
 def depth_list(value: str) -> list[int]:
@@ -45,10 +45,15 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None =
 
 
 def emit(args: argparse.Namespace, result: Any, table_rows: Sequence[dict[str, Any]] | None = None,
-         columns: Sequence[str] | None = None, out_file: str | Path | None = None, title: str | None = None) -> None:
-    """Write `result` to out_file (if given), then print JSON (--json) or a table + where it went."""
+         columns: Sequence[str] | None = None, out_file: str | Path | None = None, title: str | None = None,
+         json_text: Callable[[Any], str] | None = None) -> None:
+    """Write `result` to out_file (if given: as `json_text` lays it out, else indented JSON), then
+    print JSON (--json) or a table + where it went."""
     if out_file is not None:
-        atomic_write_json(out_file, result)
+        if json_text is None:
+            atomic_write_json(out_file, result)
+        else:
+            atomic_write_text(out_file, json_text(result))
     if getattr(args, "json", False):
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")

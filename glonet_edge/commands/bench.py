@@ -35,7 +35,6 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..bench import load_suite, result_json, result_stem
-    from ..fileio import atomic_write_text
 
     module = load_suite(args.suite)
     out = Path(args.out)
@@ -43,13 +42,11 @@ def run(args: argparse.Namespace) -> int:
     args.command_line = command_line(args)
     result = module.run(args)
     stem = result_stem(args.suite)
-    # One line per row: results are checked in (benchmarks/) and should diff row by row.
-    atomic_write_text(out / f"{stem}.json", result_json(result))
     # A suite may print a different table than its "rows" (e.g. ratios per depth).
     rows, title = module.table(result) if hasattr(module, "table") else (result.get("rows"), None)
-    emit(args, result, rows, title=title)
+    # One line per row: results are checked in (benchmarks/) and should diff row by row.
+    emit(args, result, rows, out_file=out / f"{stem}.json", title=title, json_text=result_json)
     if not args.json:
-        print(f"results written to {out / f'{stem}.json'}")
         print(f"summary: {out / f'{stem}.md'}")
     return 0
 

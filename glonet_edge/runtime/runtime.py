@@ -24,13 +24,13 @@ import math
 import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from ..errors import ArtifactError, ConfigError
 from ..exits import ExitCalibration
-from ..manifest import FAMILY_FORMAT, BundleManifest
+from ..manifest import FAMILY_FORMAT, Artifact, BundleManifest
 from ..provenance import stale_exits
 from ..targets import CompiledModel, Target, get_target, load_artifact
 from .adaptive import ChainResult, SegmentChain
@@ -75,9 +75,13 @@ class Runtime:
                  models: dict[int, CompiledModel], segments: list[tuple[int, CompiledModel]],
                  segment_precision: str | None, policy: DepthPolicy, power: PowerSource | None,
                  poll_interval_s: float, exits: ExitCalibration | None = None,
-                 layout: str = PER_DEPTH_LAYOUT) -> None:
+                 layout: str = PER_DEPTH_LAYOUT, *, artifacts: Sequence[Artifact],
+                 segment_artifacts: Sequence[Artifact]) -> None:
         self.bundle = bundle
         self.layout = layout
+        # What open loaded the models and segments from: resources() sizes them without looking them up again.
+        self._artifacts = list(artifacts)
+        self._segment_artifacts = list(segment_artifacts)
         self.manifest = manifest
         self.target = target
         self.precision = precision
@@ -128,24 +132,18 @@ class Runtime:
         if device is not None:
             options["device"] = engine.check_device(device)
 
-        models = (_family_views(bundle, manifest, engine, precision, verify, options) if share_weights
-                  else _depth_models(bundle, manifest, engine, precision, verify, options))
+        models, artifacts = (_family_views(bundle, manifest, engine, precision, verify, options) if share_weights
+                             else _depth_models(bundle, manifest, engine, precision, verify, options))
         if not models:
             raise ArtifactError(
                 f"bundle {bundle} has no {engine.artifact_format!r} {precision} artifacts for target {target!r}; "
                 + ("run `glonet quantize` first" if precision == "int8" and engine.name == "onnxruntime"
                    else f"run `glonet compile {bundle} --target {target} --precision {precision}`"))
 
-        segments, segment_precision = [], None
+        segments, segment_precision, segment_artifacts = [], None, []
         if (anytime or adaptive) and manifest.segments:
-            for prec in dict.fromkeys((precision, "fp32")):  # fall back to fp32 segments
-                arts = [engine.serving_artifact(s, prec) for s in manifest.segments]
-                if all(a is not None for a in arts):
-                    segments = [(s.end_depth, load_artifact(bundle, a, engine, verify=verify, holder=s,
-                                                            where=f"segment {s.index}", **options))
-                                for s, a in zip(manifest.segments, arts)]
-                    segment_precision = prec
-                    break
+            segments, segment_precision, segment_artifacts = _segment_models(bundle, manifest, engine, precision,
+                                                                             verify, options)
             if segment_precision is not None and segment_precision != precision:
                 logger.warning("no %s segments for %s in %s: infer_anytime runs the %s segment chain",
                                precision, target, bundle, segment_precision)
@@ -162,7 +160,8 @@ class Runtime:
             source = power if isinstance(power, PowerSource) else open_power_source(power, root=power_root)
         exits = _exit_thresholds(bundle, manifest, precision, segment_precision) if adaptive else None
         rt = cls(bundle, manifest, target, precision, models, segments, segment_precision, depth_policy, source,
-                 poll_interval_s, exits, FAMILY_GRAPH_LAYOUT if share_weights else PER_DEPTH_LAYOUT)
+                 poll_interval_s, exits, FAMILY_GRAPH_LAYOUT if share_weights else PER_DEPTH_LAYOUT,
+                 artifacts=artifacts, segment_artifacts=segment_artifacts)
         rt.precision_reason = precision_reason
         if warmup:
             rt._warmup()
@@ -344,18 +343,13 @@ class Runtime:
     # ---- introspection -------------------------------------------------------------------------
     def resources(self) -> dict[str, Any]:
         """What the loaded family holds: its memory layout, models, bytes of their artifacts, process RSS."""
-        engine = get_target(self.target)
         family = self.layout == FAMILY_GRAPH_LAYOUT
-        arts = ([max(self.manifest.depths, key=lambda e: e.depth).artifact(FAMILY_FORMAT, "fp32")] if family else
-                [engine.serving_artifact(e, self.precision) for e in self.manifest.depths if e.depth in self._models])
-        seg_arts = ([engine.serving_artifact(s, self.segment_precision or "fp32") for s in self.manifest.segments]
-                    if self._chain is not None else [])
         size = lambda a: a.bytes + sum(c["bytes"] for c in a.companions)  # noqa: E731
         return {"target": self.target, "precision": self.precision, "memory_layout": self.layout,
                 "depths_loaded": len(self._models), "depth_models": 1 if family else len(self._models),
                 "segments_loaded": len(self._chain.segments) if self._chain is not None else 0,
-                "artifact_bytes": sum(size(a) for a in arts if a is not None),
-                "segment_bytes": sum(size(a) for a in seg_arts if a is not None),
+                "artifact_bytes": sum(size(a) for a in self._artifacts),
+                "segment_bytes": sum(size(a) for a in self._segment_artifacts),
                 "rss_bytes": _rss_bytes()}
 
     def close(self) -> None:
@@ -377,22 +371,24 @@ class Runtime:
 
 
 def _depth_models(bundle: Path, manifest: BundleManifest, engine: Target, precision: str, verify: bool,
-                  options: dict[str, Any]) -> dict[int, CompiledModel]:
-    """One compiled model per servable depth, from that depth's own artifact."""
+                  options: dict[str, Any]) -> tuple[dict[int, CompiledModel], list[Artifact]]:
+    """One compiled model per servable depth, from that depth's own artifact; and those artifacts."""
     models: dict[int, CompiledModel] = {}
+    artifacts = []
     for entry in manifest.depths:
         artifact = engine.serving_artifact(entry, precision)
         if artifact is None or precision in entry.rejected:
             continue
         models[entry.depth] = load_artifact(bundle, artifact, engine, verify=verify, holder=entry,
                                             where=f"depth {entry.depth}", **options)
-    return models
+        artifacts.append(artifact)
+    return models, artifacts
 
 
 def _family_views(bundle: Path, manifest: BundleManifest, engine: Target, precision: str, verify: bool,
-                  options: dict[str, Any]) -> dict[int, CompiledModel]:
+                  options: dict[str, Any]) -> tuple[dict[int, CompiledModel], list[Artifact]]:
     """Every servable depth as a view of one loaded family graph (export/family_graph.py):
-    the engine holds each weight once."""
+    the engine holds each weight once; and [the family graph's artifact]."""
     if engine.name not in FAMILY_TARGETS or precision != "fp32":
         raise ConfigError(f"share_weights serves the fp32 family graph on {' or '.join(FAMILY_TARGETS)}; "
                           f"{engine.name}/{precision} loads one artifact per depth (share_weights=False)")
@@ -405,8 +401,23 @@ def _family_views(bundle: Path, manifest: BundleManifest, engine: Target, precis
     # Said once at open: a shallower depth no longer saves compute (nor the energy the policy expects).
     logger.info("share_weights: every depth of %s runs the family graph's whole trunk", bundle)
     outputs = artifact.extra.get("outputs", {})
-    return {e.depth: family.output_view(outputs[str(e.depth)]) for e in manifest.depths
-            if str(e.depth) in outputs and "fp32" not in e.rejected}
+    views = {e.depth: family.output_view(outputs[str(e.depth)]) for e in manifest.depths
+             if str(e.depth) in outputs and "fp32" not in e.rejected}
+    return views, [artifact]
+
+
+def _segment_models(bundle: Path, manifest: BundleManifest, engine: Target, precision: str, verify: bool,
+                    options: dict[str, Any]) -> tuple[list[tuple[int, CompiledModel]], str | None, list[Artifact]]:
+    """The segment chain at `precision`, else at fp32: ([(end depth, model)], the precision loaded,
+    the artifacts), or ([], None, []) when neither precision has every segment."""
+    for prec in dict.fromkeys((precision, "fp32")):
+        arts = [engine.serving_artifact(s, prec) for s in manifest.segments]
+        if all(a is not None for a in arts):
+            segments = [(s.end_depth, load_artifact(bundle, a, engine, verify=verify, holder=s,
+                                                    where=f"segment {s.index}", **options))
+                        for s, a in zip(manifest.segments, arts)]
+            return segments, prec, arts
+    return [], None, []
 
 
 def _exit_thresholds(bundle: Path, manifest: BundleManifest, precision: str,

@@ -71,23 +71,24 @@ class _FamilyCompile:
         self.out_dir = stage / family.subdir
         self._references: dict[Path, np.ndarray] = {}  # fp32 graph -> its output on `inputs`, once per graph
 
-    def skip_reason(self, kind: str, index: int, entry: Any, precision: str) -> str | None:
+    def source_or_skip(self, kind: str, index: int, entry: Any, precision: str) -> tuple[Artifact | None, str | None]:
+        """(the graph to build from, None), or (None, why this build is skipped)."""
         if precision == "int8" and getattr(entry, "rejected", {}).get("int8"):
-            return f"int8 rejected by quantize: {entry.rejected['int8']}"
+            return None, f"int8 rejected by quantize: {entry.rejected['int8']}"
         src_art = self.family.source(entry, precision)
         if src_art is None:
             if precision == "int8":
                 raise ConfigError(f"{kind} {index} has no int8 QDQ graph; run `glonet quantize {self.bundle_dir}` first")
             raise ArtifactError(f"{kind} {index} has no fp32 ONNX graph; re-run `glonet export`")
-        return self.family.refuse(src_art.extra, precision)
+        reason = self.family.refuse(src_art.extra, precision)
+        return (None, reason) if reason else (src_art, None)
 
     def build(self, kind: str, index: int, entry: Any, stem: str, precision: str) -> dict[str, Any]:
         row: dict[str, Any] = {kind: index, "precision": precision, "target": self.target.name}
-        reason = self.skip_reason(kind, index, entry, precision)
-        if reason:
+        src_art, reason = self.source_or_skip(kind, index, entry, precision)
+        if src_art is None:
             row.update(status="skipped", reason=reason)
             return row
-        src_art = self.family.source(entry, precision)
         src = src_art.resolve(self.stage)  # sha256 checked before anything is built from it
         t0 = time.perf_counter()
         files = self.family.build(src, self.out_dir, precision, stem)

@@ -86,3 +86,14 @@ def test_cli_json(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["schema_version"] == 1
     assert {"platform", "engines", "accelerator", "jetson", "power", "cache"} <= {f["section"] for f in report["findings"]}
+
+
+def test_each_power_source_is_read_once(tmp_path, monkeypatch):
+    from glonet_edge.runtime.power import JetsonSource
+
+    reads = []
+    real = JetsonSource.read
+    monkeypatch.setattr(JetsonSource, "read", lambda self: reads.append(1) or real(self))
+    report = examine(root=str(orin_nano_jp6(tmp_path, pmode=0)))
+    assert len(reads) == 1  # the power mode (jetson section) and the power section share one reading
+    assert _by_name(report, "jetson")["power mode"]["value"] == "15W"

@@ -106,6 +106,20 @@ def test_resources_record_the_memory_layout(shared_bundle):
     assert shared["depths_loaded"] == per_depth["depths_loaded"]
 
 
+def test_resources_size_the_artifacts_loaded(shared_bundle):
+    manifest = BundleManifest.load(shared_bundle)
+    size = lambda a: a.bytes + sum(c["bytes"] for c in a.companions)  # noqa: E731
+    deepest = max(manifest.depths, key=lambda e: e.depth)
+    with Runtime.open(shared_bundle, power="none", threads=1) as rt:  # anytime: the segments too
+        found = rt.resources()
+    assert found["artifact_bytes"] == sum(size(e.artifact("onnx", "fp32")) for e in manifest.depths)
+    assert found["segments_loaded"] == len(manifest.segments) > 0
+    assert found["segment_bytes"] == sum(size(s.artifact("onnx", "fp32")) for s in manifest.segments)
+    with _open(shared_bundle, share_weights=True) as rt:
+        shared = rt.resources()
+    assert shared["artifact_bytes"] == size(deepest.artifact(FAMILY_FORMAT, "fp32")) and shared["segment_bytes"] == 0
+
+
 def test_share_weights_needs_the_family_graph_and_fp32(fc_served_bundle, shared_bundle):
     with pytest.raises(ArtifactError, match="--shared-weights"):
         _open(fc_served_bundle, share_weights=True)  # exported without --shared-weights

@@ -200,3 +200,31 @@ def test_cli_compile_json_and_errors(fc_bundle, capsys):
     assert (fc_bundle / "compile_onnxruntime.json").is_file()
     assert main(["compile", str(fc_bundle), "--target", "openvino", "--precision", "int4"]) == 2
     assert "unknown precision 'int4'" in capsys.readouterr().err
+
+
+def test_source_or_skip_asks_the_family_for_the_source_once(tmp_path):
+    """One lookup of the source graph per build: rejected int8 is skipped without asking,
+    a refused source is skipped with the family's reason."""
+    from types import SimpleNamespace
+
+    from glonet_edge.targets.compile import _FamilyCompile
+
+    asked = []
+    graph = SimpleNamespace(extra={})
+
+    class Family:
+        target, subdir = SimpleNamespace(name="fake"), "fake"
+
+        def source(self, entry, precision):
+            asked.append((entry.index, precision))
+            return graph
+
+        def refuse(self, extra, precision):
+            return "not for fp16" if precision == "fp16" else None
+
+    run = _FamilyCompile(Family(), tmp_path, None, tmp_path, None)
+    entry = SimpleNamespace(index=3, rejected={"int8": "too far from fp32"})
+    assert run.source_or_skip("depth", 3, entry, "int8") == (None, "int8 rejected by quantize: too far from fp32")
+    assert run.source_or_skip("depth", 3, entry, "fp16") == (None, "not for fp16")
+    assert run.source_or_skip("depth", 3, entry, "fp32") == (graph, None)
+    assert asked == [(3, "fp16"), (3, "fp32")]
