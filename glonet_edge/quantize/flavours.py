@@ -1,6 +1,6 @@
 """INT8 flavours: one quantized graph per engine family, because no single QDQ layout is fast everywhere.
 
-The TensorRT graph (recipes.ort_quantize: signed symmetric s8/s8 QDQ, only the INPUTS of
+The TensorRT graph (recipes.TRT_LAYOUT: signed symmetric s8/s8 QDQ, only the INPUTS of
 Conv/Gemm/MatMul quantized) is what TensorRT's explicit quantization and OpenVINO want. ONNX
 Runtime's x86 CPU kernels do not run it fast: with no QuantizeLinear after a Conv, ORT cannot
 fuse DQ -> Conv -> Q into QLinearConv and runs a float Conv on dequantized tensors, slower than
@@ -11,46 +11,34 @@ measures the candidates; docs/quantize.md has the table of what each engine gets
 
 from __future__ import annotations
 
-import contextlib
-import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import require
 from ..manifest import ORT_FORMAT, Artifact, BundleManifest, DepthEntry
 from ..provenance import source_extra
 from .accuracy import AccuracyCheck, Candidate, control_accuracy
 from .calibration import Calibration, Estimator, estimator_name, estimators, load_calibration
 from .qdq_rewrite import quantizable_nodes
+from .recipes import OrtLayout, ort_quantize
 from .settings import QuantizeSettings
 
 EXTRA_KEY = "flavour"  # Artifact.extra key naming the flavour of an int8 graph
-TENSORRT_FLAVOUR = "trt-s8s8-qdq"  # the graph quantize has always made (recipes.ort_quantize)
+TENSORRT_FLAVOUR = "trt-s8s8-qdq"  # the graph quantize has always made (recipes.TRT_LAYOUT)
 ORT_REJECTED = "onnxruntime/int8"  # DepthEntry.rejected key when the ORT flavour failed accuracy control
 
 
 @dataclass(frozen=True, kw_only=True)
-class Flavour:
-    """One way to lay out an INT8 graph with onnxruntime's quantize_static."""
+class Flavour(OrtLayout):
+    """One way to lay out an INT8 graph for onnxruntime: every op it can quantize, outputs
+    included, so its graph optimizer fuses QLinearConv & co.; u8 activations unless said."""
 
     name: str
-    quant_format: str = "QDQ"  # "QDQ" | "QOperator"
-    activation: str = "QUInt8"  # onnxruntime QuantType of activations
-    weight: str = "QInt8"  # onnxruntime QuantType of weights
-    per_channel: bool = True
-    reduce_range: bool = False  # 7-bit weights: avoids u8s8 overflow on non-VNNI AVX2 (vpmaddubsw)
+    activation: str = "QUInt8"
     measured: bool = True  # False: picked from documentation, not measured on that platform
     why: str = ""
-
-    def options(self, q: Any) -> dict[str, Any]:
-        """The quantize_static keyword arguments this flavour sets (`q`: onnxruntime.quantization)."""
-        return {"quant_format": getattr(q.QuantFormat, self.quant_format),
-                "activation_type": getattr(q.QuantType, self.activation),
-                "weight_type": getattr(q.QuantType, self.weight),
-                "per_channel": self.per_channel, "reduce_range": self.reduce_range}
 
 
 # Every candidate `glonet bench int8-flavours` measures. ORT_X86 / ORT_ARM below are the choices.
@@ -84,29 +72,6 @@ def resolve_flavour(name: str) -> Flavour | None:
     return ort_flavour_for(platform.machine()) if name == "auto" else FLAVOURS[name]
 
 
-def flavour_quantize(src: Any, dst: Path, flavour: Flavour, feeds: list[dict[str, np.ndarray]],
-                     estimator: Estimator = ("minmax", 100.0), nodes_to_exclude: list[str] | None = None,
-                     quant_format: str | None = None) -> None:
-    """quantize_static in `flavour`, every op ORT can quantize (outputs included, so its graph
-    optimizer fuses QLinearConv & co.), calibrated on `feeds`; quant_format overrides the flavour's."""
-    from .recipes import FeedReader, _drop_unused_opsets, _quiet_ort_logging
-
-    q = require("onnxruntime.quantization", "onnxruntime")
-    options = flavour.options(q)
-    if quant_format is not None:
-        options["quant_format"] = getattr(q.QuantFormat, quant_format)
-    extra: dict[str, Any] = {"WeightSymmetric": True, "ActivationSymmetric": flavour.activation == "QInt8"}
-    method = q.CalibrationMethod.MinMax
-    if estimator[0] == "percentile":
-        method = q.CalibrationMethod.Percentile
-        extra["CalibPercentile"] = estimator[1]
-    # ORT's percentile calibrator prints its progress to stdout: keep the CLI's output clean
-    with _quiet_ort_logging(), contextlib.redirect_stdout(io.StringIO()):
-        q.quantize_static(src, str(dst), FeedReader(list(feeds)), calibrate_method=method,
-                          nodes_to_exclude=list(nodes_to_exclude or []), extra_options=extra, **options)
-    _drop_unused_opsets(dst)
-
-
 class FlavourCandidate(Candidate):
     """An accuracy-control candidate in an ORT flavour. Float fallback re-quantizes with
     nodes_to_exclude; the layers are ranked on the flavour's QDQ twin (`base`: same ranges and
@@ -118,12 +83,16 @@ class FlavourCandidate(Candidate):
         super().__init__(f"{flavour.name} {estimator_name(estimator)}", dst, tensorrt=False)
         self.src, self.flavour, self.estimator, self.feeds = src, flavour, estimator, feeds
 
+    def _quantize(self, dst: Path, layout: OrtLayout, excluded: list[str]) -> None:
+        ort_quantize(self.src, dst, feeds=list(self.feeds), nodes_to_exclude=excluded,
+                     calibration=self.estimator[0], percentile=self.estimator[1], layout=layout)
+
     def make(self) -> Any:
         import onnx
 
         twin = self.dst.with_name(self.dst.stem + ".twin.onnx")
         try:
-            flavour_quantize(self.src, twin, self.flavour, self.feeds, self.estimator, quant_format="QDQ")
+            self._quantize(twin, replace(self.flavour, quant_format="QDQ"), [])
             return onnx.load(str(twin))
         finally:
             twin.unlink(missing_ok=True)
@@ -131,7 +100,7 @@ class FlavourCandidate(Candidate):
     def write(self, excluded: list[str]) -> None:
         if self.base is None:
             self.base = self.make()
-        flavour_quantize(self.src, self.dst, self.flavour, self.feeds, self.estimator, excluded)
+        self._quantize(self.dst, self.flavour, excluded)
 
 
 def flavour_candidates(src: Path, dst: Path, flavour: Flavour, range_estimators: list[Estimator],
