@@ -60,7 +60,7 @@ def quantize_bundle(bundle_dir: str | Path, settings: QuantizeSettings | None = 
             bar.close()
         result = job.summary(bundle_dir, rows, segment_rows, ranges, time.perf_counter() - started)
         # ONNX Runtime's own int8 graph (the TensorRT graph above runs slower than fp32 on its x86 kernels)
-        result["ort_flavour"] = add_ort_flavours(stage, manifest, list(sources), settings, data)
+        result["ort_flavour"] = add_ort_flavours(stage, manifest, list(sources), settings, data, job.judges)
         result["exits"] = calibrate_bundle(stage, manifest, "int8", data.x_val, data.y_val)
         # Engines, latencies and thresholds of the graphs this run replaced go with them.
         result["removed_stale"] = prune_stale(stage, manifest, changed_graphs(graphs_before, manifest))
@@ -104,6 +104,7 @@ class _Job:
         self.range_estimators = estimators(settings.calibration_method, settings.percentile,
                                            search=settings.range_search)
         self.feeds = [{self.input_name: xb} for xb in data.batches(equal=True)]
+        self.judges: dict[int, AccuracyCheck] = {}  # per depth: add_ort_flavours reuses their fp32 references
 
     def source(self, entry: DepthEntry | SegmentEntry, what: str) -> Path:
         art = entry.artifact("onnx", "fp32")
@@ -135,8 +136,8 @@ class _Job:
         entry = self.manifest.depth(d)
         dst = self.stage / "onnx" / f"depth_{d:03d}.int8.onnx"
         started = time.perf_counter()
-        judge = AccuracyCheck(src, self.data, self.settings.max_drop, self.settings.min_agreement, self.engines,
-                              self.input_name)
+        judge = self.judges[d] = AccuracyCheck(src, self.data, self.settings.max_drop, self.settings.min_agreement,
+                                               self.engines, self.input_name)
         layers = quantizable_nodes(onnx.load(str(src)))
         candidates = self.candidates(d, src, dst, ranges)
         outcome = control_accuracy(candidates, judge, layers, self.settings.max_float_fraction)

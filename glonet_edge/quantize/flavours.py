@@ -123,14 +123,18 @@ def flavour_extra(flavour: Flavour, outcome: Any, settings: QuantizeSettings, da
 
 
 def quantize_flavour_depth(stage: Path, entry: DepthEntry, src: Path, flavour: Flavour, data: Calibration,
-                           settings: QuantizeSettings, input_name: str = "x") -> dict[str, Any]:
+                           settings: QuantizeSettings, input_name: str = "x",
+                           judge: AccuracyCheck | None = None) -> dict[str, Any]:
     """One depth's graph in `flavour` under accuracy control on onnxruntime (the only engine that
     serves it): shipped as an ORT_FORMAT int8 artifact, or recorded under rejected[ORT_REJECTED]
-    (the TensorRT graph then stays what onnxruntime serves)."""
+    (the TensorRT graph then stays what onnxruntime serves). `judge`: the depth's accuracy check
+    from quantizing its TensorRT graph on `data`, whose fp32 reference is reused."""
     import onnx
 
     dst = stage / "onnx" / f"depth_{entry.depth:03d}.int8.{flavour.name}.onnx"
-    judge = AccuracyCheck(src, data, settings.max_drop, settings.min_agreement, ["onnxruntime"], input_name)
+    if judge is None:
+        judge = AccuracyCheck(src, data, settings.max_drop, settings.min_agreement, [], input_name)
+    judge = judge.on(["onnxruntime"])  # the only engine that serves this graph
     feeds = [{input_name: xb} for xb in data.batches(equal=True)]
     ests = estimators(settings.calibration_method, settings.percentile, search=settings.range_search)
     # Every op may go back to float, not only Conv/Gemm/MatMul: the flavour also quantizes the
@@ -162,14 +166,17 @@ def _ort_version() -> str:
 
 
 def add_ort_flavours(stage: Path, manifest: BundleManifest, depths: list[int], settings: QuantizeSettings,
-                     data: Calibration | None = None) -> list[dict[str, Any]]:
+                     data: Calibration | None = None,
+                     judges: dict[int, AccuracyCheck] | None = None) -> list[dict[str, Any]]:
     """ONNX Runtime's int8 graph for each of `depths` whose TensorRT int8 graph shipped (quantize
-    and `glonet compile --target onnxruntime --precision int8` both call this)."""
+    and `glonet compile --target onnxruntime --precision int8` both call this). `judges`: quantize's
+    accuracy check of each depth, on `data`."""
     flavour = resolve_flavour(settings.ort_flavour)
     todo = [manifest.depth(d) for d in depths if "int8" not in manifest.depth(d).rejected]
     if flavour is None or not todo:
         return []
     if data is None:
         data = load_calibration(manifest, settings.calib_size, settings.seed, settings.dataset)
+    judges = judges or {}
     return [quantize_flavour_depth(stage, e, e.artifact("onnx", "fp32").resolve(stage), flavour, data, settings,
-                                   manifest.input_name) for e in todo]
+                                   manifest.input_name, judges.get(e.depth)) for e in todo]
