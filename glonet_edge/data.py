@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .manifest import BundleManifest
 
 BUILTIN = ("digits", "diabetes")
 CIFAR_RECORD = 1 + 3 * 32 * 32
@@ -216,3 +220,28 @@ def load_recorded(spec: str, record: dict) -> Dataset:
     image_size) split it, so the held-out samples are the ones training never saw."""
     return load_dataset(spec, seed=int(record.get("seed", 0)), val_fraction=float(record.get("val_fraction", 0.2)),
                         image_size=record.get("image_size"))
+
+
+def own_model_validation(manifest: BundleManifest) -> tuple[np.ndarray, np.ndarray] | None:
+    """The validation data of a bundle exported from a model in memory or a --module
+    (docs/own-model.md): the data set export recorded, whole, so every score is measured on all
+    of it (the scores export recorded), never on a split of it. None for a `glonet train` run
+    (its held-out split is load_recorded's), or when the recorded path is gone."""
+    source = manifest.model.get("source") or {}
+    data_cfg = manifest.model.get("data") or {}
+    recorded = data_cfg.get("dataset")
+    if source.get("from") not in ("memory", "module") or not recorded or not Path(recorded).exists():
+        return None
+    x, y, _ = load_samples(recorded, data_cfg.get("image_size"))
+    expect_input_shape("validation data", recorded, x, manifest.input_shape)
+    if manifest.task == "classification":
+        y = y.astype(np.int64).reshape(-1)
+    else:
+        y = y.astype(np.float32).reshape(len(y), -1)
+    return np.ascontiguousarray(x, np.float32), y
+
+
+def expect_input_shape(what: str, spec: str, x: np.ndarray, shape: list[int]) -> None:
+    """ConfigError unless the samples of `x` (read from `spec`) have the bundle's input `shape`."""
+    if list(x.shape[1:]) != list(shape):
+        raise ConfigError(f"{what} {spec} gives samples of shape {list(x.shape[1:])}, the bundle expects {shape}")

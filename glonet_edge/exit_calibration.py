@@ -71,9 +71,14 @@ def summary(record: ExitCalibration) -> dict[str, Any]:
 
 
 def validation_split(manifest: BundleManifest, dataset: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The held-out split the bundle's checkpoint was trained without (same seed and fraction)."""
-    from .data import load_recorded
+    """The data quantize judges on (quantize.calibration.load_calibration): a bundle exported from
+    your own model, its recorded validation data whole (own_model_validation); else the held-out
+    split the bundle's checkpoint was trained without (same seed and fraction)."""
+    from .data import load_recorded, own_model_validation
 
+    own = own_model_validation(manifest)
+    if own is not None:
+        return own
     data_cfg = manifest.model.get("data") or {}
     spec = dataset or data_cfg.get("dataset")
     if not spec:

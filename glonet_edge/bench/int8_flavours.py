@@ -54,7 +54,7 @@ def selected_flavours(spec: str) -> list[Any]:
 
 def build_graphs(src: Path, work: Path, flavours: list[Any], feeds: list[dict[str, Any]]) -> dict[str, Path]:
     """{name: graph}: fp32, the TensorRT graph quantize ships, and each flavour, same calibration."""
-    from ..quantize.flavours import TENSORRT_FLAVOUR, flavour_quantize
+    from ..quantize.flavours import TENSORRT_FLAVOUR
     from ..quantize.recipes import ort_quantize
 
     work.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ def build_graphs(src: Path, work: Path, flavours: list[Any], feeds: list[dict[st
     ort_quantize(src, graphs[TENSORRT_FLAVOUR], feeds=list(feeds), calibration="minmax")
     for f in flavours:
         graphs[f.name] = work / f"{f.name}.onnx"
-        flavour_quantize(src, graphs[f.name], f, feeds)
+        ort_quantize(src, graphs[f.name], feeds=list(feeds), calibration="minmax", layout=f)
     return graphs
 
 

@@ -5,6 +5,7 @@ harmful layers back in float, within a budget (docs/quantize.md)."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import tempfile
 from dataclasses import dataclass
@@ -91,6 +92,12 @@ class AccuracyCheck:
         self.engines, self.input_name = engines, input_name
         self.ref = reference_outputs(src, {input_name: data.x_val})[-1]
         self.fp32 = self.score(self.ref)
+
+    def on(self, engines: list[str]) -> AccuracyCheck:
+        """This check on other engines, with the same data and fp32 reference (not computed again)."""
+        other = copy.copy(self)
+        other.engines = list(engines)
+        return other
 
     def score(self, y: np.ndarray) -> float:
         return float(score(self.data.task, y, self.data.y_val))

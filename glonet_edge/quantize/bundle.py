@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..compare import cpu_session, session_runner
+from ..compare import Runner, cpu_session, predict, session_runner
 from ..data import score
 from ..errors import ArtifactError, ConfigError, require
 from ..exit_calibration import calibrate_bundle
@@ -60,7 +60,7 @@ def quantize_bundle(bundle_dir: str | Path, settings: QuantizeSettings | None = 
             bar.close()
         result = job.summary(bundle_dir, rows, segment_rows, ranges, time.perf_counter() - started)
         # ONNX Runtime's own int8 graph (the TensorRT graph above runs slower than fp32 on its x86 kernels)
-        result["ort_flavour"] = add_ort_flavours(stage, manifest, list(sources), settings, data)
+        result["ort_flavour"] = add_ort_flavours(stage, manifest, list(sources), settings, data, job.judges)
         result["exits"] = calibrate_bundle(stage, manifest, "int8", data.x_val, data.y_val)
         # Engines, latencies and thresholds of the graphs this run replaced go with them.
         result["removed_stale"] = prune_stale(stage, manifest, changed_graphs(graphs_before, manifest))
@@ -88,9 +88,8 @@ def _selected_depths(manifest: BundleManifest, depths: list[int] | None, segment
     return selected
 
 
-def _state_feeds(src: Path, feeds: list[dict[str, np.ndarray]], names: list[str]) -> list[dict[str, np.ndarray]]:
-    """The next segment's feeds: this segment's fp32 state outputs (all but the last) on `feeds`."""
-    run = session_runner(cpu_session(src))
+def _state_feeds(run: Runner, feeds: list[dict[str, np.ndarray]], names: list[str]) -> list[dict[str, np.ndarray]]:
+    """The next segment's feeds: this fp32 segment's state outputs (all but the last) on `feeds`."""
     return [dict(zip(names, run(f)[:-1])) for f in feeds]
 
 
@@ -104,6 +103,7 @@ class _Job:
         self.range_estimators = estimators(settings.calibration_method, settings.percentile,
                                            search=settings.range_search)
         self.feeds = [{self.input_name: xb} for xb in data.batches(equal=True)]
+        self.judges: dict[int, AccuracyCheck] = {}  # per depth: add_ort_flavours reuses their fp32 references
 
     def source(self, entry: DepthEntry | SegmentEntry, what: str) -> Path:
         art = entry.artifact("onnx", "fp32")
@@ -135,8 +135,8 @@ class _Job:
         entry = self.manifest.depth(d)
         dst = self.stage / "onnx" / f"depth_{d:03d}.int8.onnx"
         started = time.perf_counter()
-        judge = AccuracyCheck(src, self.data, self.settings.max_drop, self.settings.min_agreement, self.engines,
-                              self.input_name)
+        judge = self.judges[d] = AccuracyCheck(src, self.data, self.settings.max_drop, self.settings.min_agreement,
+                                               self.engines, self.input_name)
         layers = quantizable_nodes(onnx.load(str(src)))
         candidates = self.candidates(d, src, dst, ranges)
         outcome = control_accuracy(candidates, judge, layers, self.settings.max_float_fraction)
@@ -239,9 +239,10 @@ class _Job:
             shared = self._quantize_segment(seg, src, dst, feeds, ranges)
             seconds = time.perf_counter() - started
             nxt = self._next_inputs(seg)
-            feeds = _state_feeds(src, feeds, nxt)
-            store_int8_weights(dst, int8_feeds)
-            fp32_out, int8_out = reference_outputs(src, fp32_feeds), reference_outputs(dst, int8_feeds)
+            fp32 = session_runner(cpu_session(src))  # one session for the calibration states and the score
+            feeds = _state_feeds(fp32, feeds, nxt)
+            int8_out = store_int8_weights(dst, int8_feeds)
+            fp32_out = predict(fp32, fp32_feeds)
             fp32_score = score(self.data.task, fp32_out[-1], self.data.y_val)
             int8_score = score(self.data.task, int8_out[-1], self.data.y_val)
             fp32_feeds, int8_feeds = dict(zip(nxt, fp32_out[:-1])), dict(zip(nxt, int8_out[:-1]))
@@ -280,21 +281,23 @@ def _trt_lint(path: Path) -> list[Any]:
     return qdq_lint.errors(qdq_lint.lint_as_parsed(path, TRT_LINT_VERSION))
 
 
-def store_int8_weights(path: Path, feeds: dict[str, np.ndarray]) -> None:
+def store_int8_weights(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Rewrite the accepted int8 graph at `path` with its weights stored as INT8 initializers ->
     DQ (fold_weight_quantizers: a quarter of the float bytes) instead of float -> Q -> DQ. The fold
     is exact; the outputs on `feeds` (the accuracy check's data) are compared bit for bit anyway,
-    so the shipped graph is the one accuracy control accepted."""
+    so the shipped graph is the one accuracy control accepted. Returns those outputs."""
     import onnx
 
     model = onnx.load(str(path))
+    before = reference_outputs(model, feeds)
     folded = fold_weight_quantizers(model)
     if len(folded.graph.node) == len(model.graph.node):
-        return  # nothing to fold (already integer weights)
-    before, after = reference_outputs(model, feeds), reference_outputs(folded, feeds)
+        return before  # nothing to fold (already integer weights)
+    after = reference_outputs(folded, feeds)
     if not all(np.array_equal(a, b) for a, b in zip(before, after)):
         raise ArtifactError(f"storing INT8 weights changed the outputs of {path.name}; this is a bug")
     atomic_write_bytes(path, folded.SerializeToString())
+    return after
 
 
 def _depth_row(d: int, fp32: float, outcome: Outcome, seconds: float) -> dict[str, Any]:

@@ -78,33 +78,26 @@ def load_calibration(manifest: BundleManifest, calib_size: int, seed: int = 0,
 
 def _own_model_calibration(manifest: BundleManifest, data_cfg: dict[str, Any], calib_size: int, seed: int,
                            dataset: str | None) -> Calibration | None:
-    """A bundle exported from a model in memory or a --module (docs/own-model.md): its recorded
-    data set is the validation data, whole, so every score is measured on all of it (the scores
-    export recorded), never on a split of the training images; calibration samples come from
-    `dataset` (quantize's --data, the training images) or, without it, from the validation
-    data. None (the split below) for a `glonet train` run, or when the recorded path is gone."""
-    from ..data import load_samples
+    """A bundle exported from a model in memory or a --module (docs/own-model.md): every score is
+    measured on its validation data, whole (own_model_validation); calibration samples come from
+    `dataset` (quantize's --data, the training images) or, without it, from the validation data.
+    None (the split below) for a `glonet train` run, or when the recorded path is gone."""
+    from ..data import expect_input_shape, load_samples, own_model_validation
 
-    source = manifest.model.get("source") or {}
-    recorded = data_cfg.get("dataset")
-    if source.get("from") not in ("memory", "module") or not recorded or not Path(recorded).exists():
+    own = own_model_validation(manifest)
+    if own is None:
         return None
-    image_size = data_cfg.get("image_size")
-    x_val, y_val, _ = load_samples(recorded, image_size)
-    x_train = load_samples(dataset, image_size)[0] if dataset else x_val
-    for what, spec, x in (("validation", recorded, x_val), ("calibration", dataset or recorded, x_train)):
-        if list(x.shape[1:]) != list(manifest.input_shape):
-            raise ConfigError(f"{what} data {spec} gives samples of shape {list(x.shape[1:])}, the bundle expects "
-                              f"{manifest.input_shape}")
-    if manifest.task == "classification":
-        y_val = y_val.astype(np.int64).reshape(-1)
-    else:
-        y_val = y_val.astype(np.float32).reshape(len(y_val), -1)
+    x_val, y_val = own
+    x_train = x_val
+    if dataset:
+        x_train = load_samples(dataset, data_cfg.get("image_size"))[0]
+        expect_input_shape("calibration data", dataset, x_train, manifest.input_shape)
     n = min(int(calib_size), len(x_train))
     idx = np.sort(np.random.default_rng(seed).permutation(len(x_train))[:n])
+    recorded = data_cfg["dataset"]
     calibration = f"{dataset} (--data)" if dataset else f"{recorded}: the validation data (no --data given)"
-    return Calibration(np.ascontiguousarray(x_train[idx], dtype=np.float32), np.ascontiguousarray(x_val, np.float32),
-                       y_val, manifest.task, manifest.metric_name, calibration_data=calibration,
+    return Calibration(np.ascontiguousarray(x_train[idx], dtype=np.float32), x_val, y_val, manifest.task,
+                       manifest.metric_name, calibration_data=calibration,
                        validation_data=f"{recorded}, all {len(y_val)} samples (what export scored)")
 
 

@@ -1,6 +1,6 @@
 """INT8 flavours: one quantized graph per engine family, because no single QDQ layout is fast everywhere.
 
-The TensorRT graph (recipes.ort_quantize: signed symmetric s8/s8 QDQ, only the INPUTS of
+The TensorRT graph (recipes.TRT_LAYOUT: signed symmetric s8/s8 QDQ, only the INPUTS of
 Conv/Gemm/MatMul quantized) is what TensorRT's explicit quantization and OpenVINO want. ONNX
 Runtime's x86 CPU kernels do not run it fast: with no QuantizeLinear after a Conv, ORT cannot
 fuse DQ -> Conv -> Q into QLinearConv and runs a float Conv on dequantized tensors, slower than
@@ -11,46 +11,34 @@ measures the candidates; docs/quantize.md has the table of what each engine gets
 
 from __future__ import annotations
 
-import contextlib
-import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import require
 from ..manifest import ORT_FORMAT, Artifact, BundleManifest, DepthEntry
 from ..provenance import source_extra
 from .accuracy import AccuracyCheck, Candidate, control_accuracy
 from .calibration import Calibration, Estimator, estimator_name, estimators, load_calibration
 from .qdq_rewrite import quantizable_nodes
+from .recipes import OrtLayout, ort_quantize
 from .settings import QuantizeSettings
 
 EXTRA_KEY = "flavour"  # Artifact.extra key naming the flavour of an int8 graph
-TENSORRT_FLAVOUR = "trt-s8s8-qdq"  # the graph quantize has always made (recipes.ort_quantize)
+TENSORRT_FLAVOUR = "trt-s8s8-qdq"  # the graph quantize has always made (recipes.TRT_LAYOUT)
 ORT_REJECTED = "onnxruntime/int8"  # DepthEntry.rejected key when the ORT flavour failed accuracy control
 
 
 @dataclass(frozen=True, kw_only=True)
-class Flavour:
-    """One way to lay out an INT8 graph with onnxruntime's quantize_static."""
+class Flavour(OrtLayout):
+    """One way to lay out an INT8 graph for onnxruntime: every op it can quantize, outputs
+    included, so its graph optimizer fuses QLinearConv & co.; u8 activations unless said."""
 
     name: str
-    quant_format: str = "QDQ"  # "QDQ" | "QOperator"
-    activation: str = "QUInt8"  # onnxruntime QuantType of activations
-    weight: str = "QInt8"  # onnxruntime QuantType of weights
-    per_channel: bool = True
-    reduce_range: bool = False  # 7-bit weights: avoids u8s8 overflow on non-VNNI AVX2 (vpmaddubsw)
+    activation: str = "QUInt8"
     measured: bool = True  # False: picked from documentation, not measured on that platform
     why: str = ""
-
-    def options(self, q: Any) -> dict[str, Any]:
-        """The quantize_static keyword arguments this flavour sets (`q`: onnxruntime.quantization)."""
-        return {"quant_format": getattr(q.QuantFormat, self.quant_format),
-                "activation_type": getattr(q.QuantType, self.activation),
-                "weight_type": getattr(q.QuantType, self.weight),
-                "per_channel": self.per_channel, "reduce_range": self.reduce_range}
 
 
 # Every candidate `glonet bench int8-flavours` measures. ORT_X86 / ORT_ARM below are the choices.
@@ -84,29 +72,6 @@ def resolve_flavour(name: str) -> Flavour | None:
     return ort_flavour_for(platform.machine()) if name == "auto" else FLAVOURS[name]
 
 
-def flavour_quantize(src: Any, dst: Path, flavour: Flavour, feeds: list[dict[str, np.ndarray]],
-                     estimator: Estimator = ("minmax", 100.0), nodes_to_exclude: list[str] | None = None,
-                     quant_format: str | None = None) -> None:
-    """quantize_static in `flavour`, every op ORT can quantize (outputs included, so its graph
-    optimizer fuses QLinearConv & co.), calibrated on `feeds`; quant_format overrides the flavour's."""
-    from .recipes import FeedReader, _drop_unused_opsets, _quiet_ort_logging
-
-    q = require("onnxruntime.quantization", "onnxruntime")
-    options = flavour.options(q)
-    if quant_format is not None:
-        options["quant_format"] = getattr(q.QuantFormat, quant_format)
-    extra: dict[str, Any] = {"WeightSymmetric": True, "ActivationSymmetric": flavour.activation == "QInt8"}
-    method = q.CalibrationMethod.MinMax
-    if estimator[0] == "percentile":
-        method = q.CalibrationMethod.Percentile
-        extra["CalibPercentile"] = estimator[1]
-    # ORT's percentile calibrator prints its progress to stdout: keep the CLI's output clean
-    with _quiet_ort_logging(), contextlib.redirect_stdout(io.StringIO()):
-        q.quantize_static(src, str(dst), FeedReader(list(feeds)), calibrate_method=method,
-                          nodes_to_exclude=list(nodes_to_exclude or []), extra_options=extra, **options)
-    _drop_unused_opsets(dst)
-
-
 class FlavourCandidate(Candidate):
     """An accuracy-control candidate in an ORT flavour. Float fallback re-quantizes with
     nodes_to_exclude; the layers are ranked on the flavour's QDQ twin (`base`: same ranges and
@@ -118,12 +83,16 @@ class FlavourCandidate(Candidate):
         super().__init__(f"{flavour.name} {estimator_name(estimator)}", dst, tensorrt=False)
         self.src, self.flavour, self.estimator, self.feeds = src, flavour, estimator, feeds
 
+    def _quantize(self, dst: Path, layout: OrtLayout, excluded: list[str]) -> None:
+        ort_quantize(self.src, dst, feeds=list(self.feeds), nodes_to_exclude=excluded,
+                     calibration=self.estimator[0], percentile=self.estimator[1], layout=layout)
+
     def make(self) -> Any:
         import onnx
 
         twin = self.dst.with_name(self.dst.stem + ".twin.onnx")
         try:
-            flavour_quantize(self.src, twin, self.flavour, self.feeds, self.estimator, quant_format="QDQ")
+            self._quantize(twin, replace(self.flavour, quant_format="QDQ"), [])
             return onnx.load(str(twin))
         finally:
             twin.unlink(missing_ok=True)
@@ -131,7 +100,7 @@ class FlavourCandidate(Candidate):
     def write(self, excluded: list[str]) -> None:
         if self.base is None:
             self.base = self.make()
-        flavour_quantize(self.src, self.dst, self.flavour, self.feeds, self.estimator, excluded)
+        self._quantize(self.dst, self.flavour, excluded)
 
 
 def flavour_candidates(src: Path, dst: Path, flavour: Flavour, range_estimators: list[Estimator],
@@ -154,14 +123,18 @@ def flavour_extra(flavour: Flavour, outcome: Any, settings: QuantizeSettings, da
 
 
 def quantize_flavour_depth(stage: Path, entry: DepthEntry, src: Path, flavour: Flavour, data: Calibration,
-                           settings: QuantizeSettings, input_name: str = "x") -> dict[str, Any]:
+                           settings: QuantizeSettings, input_name: str = "x",
+                           judge: AccuracyCheck | None = None) -> dict[str, Any]:
     """One depth's graph in `flavour` under accuracy control on onnxruntime (the only engine that
     serves it): shipped as an ORT_FORMAT int8 artifact, or recorded under rejected[ORT_REJECTED]
-    (the TensorRT graph then stays what onnxruntime serves)."""
+    (the TensorRT graph then stays what onnxruntime serves). `judge`: the depth's accuracy check
+    from quantizing its TensorRT graph on `data`, whose fp32 reference is reused."""
     import onnx
 
     dst = stage / "onnx" / f"depth_{entry.depth:03d}.int8.{flavour.name}.onnx"
-    judge = AccuracyCheck(src, data, settings.max_drop, settings.min_agreement, ["onnxruntime"], input_name)
+    if judge is None:
+        judge = AccuracyCheck(src, data, settings.max_drop, settings.min_agreement, [], input_name)
+    judge = judge.on(["onnxruntime"])  # the only engine that serves this graph
     feeds = [{input_name: xb} for xb in data.batches(equal=True)]
     ests = estimators(settings.calibration_method, settings.percentile, search=settings.range_search)
     # Every op may go back to float, not only Conv/Gemm/MatMul: the flavour also quantizes the
@@ -193,14 +166,17 @@ def _ort_version() -> str:
 
 
 def add_ort_flavours(stage: Path, manifest: BundleManifest, depths: list[int], settings: QuantizeSettings,
-                     data: Calibration | None = None) -> list[dict[str, Any]]:
+                     data: Calibration | None = None,
+                     judges: dict[int, AccuracyCheck] | None = None) -> list[dict[str, Any]]:
     """ONNX Runtime's int8 graph for each of `depths` whose TensorRT int8 graph shipped (quantize
-    and `glonet compile --target onnxruntime --precision int8` both call this)."""
+    and `glonet compile --target onnxruntime --precision int8` both call this). `judges`: quantize's
+    accuracy check of each depth, on `data`."""
     flavour = resolve_flavour(settings.ort_flavour)
     todo = [manifest.depth(d) for d in depths if "int8" not in manifest.depth(d).rejected]
     if flavour is None or not todo:
         return []
     if data is None:
         data = load_calibration(manifest, settings.calib_size, settings.seed, settings.dataset)
+    judges = judges or {}
     return [quantize_flavour_depth(stage, e, e.artifact("onnx", "fp32").resolve(stage), flavour, data, settings,
-                                   manifest.input_name) for e in todo]
+                                   manifest.input_name, judges.get(e.depth)) for e in todo]

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import io
 import logging
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -27,8 +29,6 @@ from .qdq_rewrite import make_trt_safe
 from .settings import TRT_OP_TYPES
 
 TRT_EXTRA_OPTIONS = {
-    "ActivationSymmetric": True,
-    "WeightSymmetric": True,
     "AddQDQPairToWeight": True,
     "DedicatedQDQPair": True,
     "QuantizeBias": False,
@@ -38,6 +38,37 @@ TRT_EXTRA_OPTIONS = {
     "OpTypesToExcludeOutputQuantization": list(TRT_OP_TYPES),
 }
 NNCF_RANGE_ESTIMATORS = ("HISTOGRAM", "MINMAX")  # plain nncf.quantize candidates after the accuracy-control one
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrtLayout:
+    """How onnxruntime's quantize_static lays out an INT8 graph: the options in which the TensorRT
+    recipe (TRT_LAYOUT) and ONNX Runtime's own flavours (flavours.py) differ."""
+
+    quant_format: str = "QDQ"  # "QDQ" | "QOperator"
+    activation: str = "QInt8"  # onnxruntime QuantType of activations
+    weight: str = "QInt8"  # onnxruntime QuantType of weights
+    per_channel: bool = True
+    reduce_range: bool = False  # 7-bit weights: avoids u8s8 overflow on non-VNNI AVX2 (vpmaddubsw)
+    op_types: tuple[str, ...] | None = None  # None: every op onnxruntime can quantize
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False)  # more extra_options
+
+    def options(self, q: Any) -> dict[str, Any]:
+        """The quantize_static keyword arguments of this layout (`q`: onnxruntime.quantization)."""
+        return {"quant_format": getattr(q.QuantFormat, self.quant_format),
+                "activation_type": getattr(q.QuantType, self.activation),
+                "weight_type": getattr(q.QuantType, self.weight),
+                "op_types_to_quantize": None if self.op_types is None else list(self.op_types),
+                "per_channel": self.per_channel, "reduce_range": self.reduce_range}
+
+    def extra_options(self) -> dict[str, Any]:
+        # Signed types are quantized symmetrically (zero point 0, what TensorRT requires); unsigned
+        # activations keep their own range: a symmetric one would leave the u8 codes below 128
+        # unused on the non-negative outputs of ReLU.
+        return {"WeightSymmetric": True, "ActivationSymmetric": self.activation == "QInt8", **self.extra}
+
+
+TRT_LAYOUT = OrtLayout(op_types=TRT_OP_TYPES, extra=TRT_EXTRA_OPTIONS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,15 +129,18 @@ def _drop_unused_opsets(path: Path) -> None:
 
 
 def ort_quantize(src: Any, dst: Path, feeds: list[dict[str, np.ndarray]] | None = None, ranges: Ranges | None = None,
-                 op_types: tuple[str, ...] = TRT_OP_TYPES, nodes_to_exclude: list[str] | None = None,
-                 calibration: str = "percentile", percentile: float = 99.99) -> None:
-    """quantize_static with the TensorRT recipe; calibrates on `feeds`, or uses precomputed
-    min/max `ranges` ({tensor name: (min, max)}) through the calibration cache."""
+                 nodes_to_exclude: list[str] | None = None, calibration: str = "percentile", percentile: float = 99.99,
+                 layout: OrtLayout = TRT_LAYOUT) -> None:
+    """quantize_static in `layout` (the TensorRT recipe unless given); calibrates on `feeds` with
+    the `calibration` estimator, or uses precomputed min/max `ranges` ({tensor name: (min, max)})
+    through the calibration cache."""
     q = require("onnxruntime.quantization", "onnxruntime")
-    kwargs: dict[str, Any] = {}
-    extra = dict(TRT_EXTRA_OPTIONS)
+    kwargs = layout.options(q)
+    extra = layout.extra_options()
     method = q.CalibrationMethod.MinMax
-    with _quiet_ort_logging(), tempfile.TemporaryDirectory(prefix="glonet-quant.") as tmp:
+    # ORT's percentile calibrator prints its progress to stdout: keep the CLI's output clean
+    with _quiet_ort_logging(), contextlib.redirect_stdout(io.StringIO()), \
+            tempfile.TemporaryDirectory(prefix="glonet-quant.") as tmp:
         reader = None
         if ranges is not None:
             kwargs["calibration_cache_path"] = Path(tmp) / "ranges.json"
@@ -116,10 +150,8 @@ def ort_quantize(src: Any, dst: Path, feeds: list[dict[str, np.ndarray]] | None 
             if calibration == "percentile":
                 method = q.CalibrationMethod.Percentile
                 extra["CalibPercentile"] = percentile
-        q.quantize_static(
-            src, str(dst), reader, quant_format=q.QuantFormat.QDQ, op_types_to_quantize=list(op_types),
-            per_channel=True, reduce_range=False, activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
-            nodes_to_exclude=list(nodes_to_exclude or []), calibrate_method=method, extra_options=extra, **kwargs)
+        q.quantize_static(src, str(dst), reader, nodes_to_exclude=list(nodes_to_exclude or []),
+                          calibrate_method=method, extra_options=extra, **kwargs)
     _drop_unused_opsets(dst)
 
 

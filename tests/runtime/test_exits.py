@@ -136,3 +136,25 @@ def test_manifest_validates_the_thresholds(digits_manifest):
         BundleManifest.from_json(newer)
     with pytest.raises(ConfigError, match="rule"):
         BundleManifest.from_json({**data, "exits": {"fp32": {**data["exits"]["fp32"], "rule": "vibes"}}})
+
+
+def test_exit_thresholds_are_certified_on_the_data_quantize_judges_on(manifest_factory, tmp_path):
+    """An own-model bundle's recorded validation data is used whole, as quantize uses it; a
+    `glonet train` bundle's recorded data set is split as its checkpoint's training split it."""
+    from glonet_edge.exit_calibration import validation_split
+    from glonet_edge.quantize.calibration import load_calibration
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(50, 64)).astype(np.float32), np.arange(50) % 10
+    np.savez(tmp_path / "val.npz", X=x, y=y)
+    manifest = manifest_factory()
+    manifest.model["data"] = {"dataset": str(tmp_path / "val.npz"), "seed": 0, "val_fraction": 0.2}
+    for source, rows in (({"from": "module"}, 50), (None, 10)):
+        manifest.model["source"] = source
+        x_val, y_val = validation_split(manifest)
+        quantize = load_calibration(manifest, 16)
+        assert len(y_val) == rows
+        np.testing.assert_array_equal(x_val, quantize.x_val)
+        np.testing.assert_array_equal(y_val, quantize.y_val)
+    manifest.model["source"] = {"from": "module"}
+    np.testing.assert_array_equal(validation_split(manifest)[0], x)  # all of it, in its order
