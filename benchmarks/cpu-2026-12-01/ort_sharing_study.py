@@ -10,8 +10,11 @@ of 200 calls, median ratio per depth). One intra-op thread everywhere.
 
 Options: per-depth sessions (what the runtime does); per-depth sessions whose weights are
 OrtValues the process owns once, given to every session with SessionOptions.add_initializer
-(with ORT's prepacking, and with "session.disable_prepacking"); the family graph in one
-session, asking for one output, with and without RunOptions.only_execute_path_to_fetches.
+(with ORT's prepacking, with "session.disable_prepacking", and with that and no CPU memory
+arena: no weight held twice and no arena, the floor of any layout with a session per depth);
+the family graph in one session, asking for one output, with and without
+RunOptions.only_execute_path_to_fetches; the deepest graph alone (RSS only), with and
+without the arena.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 OPTIONS = ["per-depth sessions", "add_initializer + prepacking", "add_initializer, prepacking disabled",
-           "family graph", "family graph + only_execute_path_to_fetches"]
+           "add_initializer, prepacking disabled, no arena", "family graph",
+           "family graph + only_execute_path_to_fetches", "full graph alone", "full graph alone, no arena"]
 
 
 def rss() -> int:
@@ -33,11 +37,14 @@ def rss() -> int:
         return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:"))
 
 
-def options(ort, prepack: bool = True):
+def options(ort, option: str = ""):
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads, so.log_severity_level = 1, 1, 3
-    if not prepack:
+    if "prepacking disabled" in option:
         so.add_session_config_entry("session.disable_prepacking", "1")
+    # "no arena": activations from plain malloc/free, so what a session holds between calls is
+    # the least ORT can hold for it (a floor for any per-depth-session layout)
+    so.enable_cpu_mem_arena = "no arena" not in option
     return so
 
 
@@ -68,14 +75,16 @@ def load(option: str, bundle: Path) -> tuple[dict, list]:
                                               dtype=np.float32)}
     cpu = ["CPUExecutionProvider"]
     if option.startswith("family graph"):
-        session = ort.InferenceSession(str(bundle / "onnx" / "family.fp32.onnx"), options(ort), providers=cpu)
+        session = ort.InferenceSession(str(bundle / "onnx" / "family.fp32.onnx"), options(ort, option), providers=cpu)
         run = ort.RunOptions()
         run.only_execute_path_to_fetches = option.endswith("fetches")
         return {d: (lambda n=f"y_{d:03d}": session.run([n], x, run)) for d in graphs}, [session]
+    if option.startswith("full graph alone"):
+        graphs = {max(graphs): graphs[max(graphs)]}
     keep, per_depth = shared_weights(onnx, graphs, ort) if option.startswith("add_initializer") else ([], {})
     sessions = {}
     for depth, path in graphs.items():
-        so = options(ort, prepack="disabled" not in option)
+        so = options(ort, option)
         for name, value in per_depth.get(depth, []):
             so.add_initializer(name, value)
         sessions[depth] = ort.InferenceSession(str(path), so, providers=cpu)
@@ -120,7 +129,7 @@ def main(bundle: Path) -> None:
         runs = [json.loads(subprocess.run([sys.executable, __file__, "--child", option, str(bundle)], check=True,
                                           capture_output=True, text=True).stdout)["rss_added_mb"] for _ in range(3)]
         line = f"{option}: +{np.median(runs):.1f} MB RSS (median of 3 processes)"
-        if option != OPTIONS[0]:
+        if option != OPTIONS[0] and not option.startswith("full graph alone"):
             r, worst = latency_ratios(option, bundle)
             line += (f"; max |answer - per-depth session's| {worst:.3g}; p50 / per-depth sessions: median {np.median(list(r.values())):.2f}, depth {min(r)} "
                      f"{r[min(r)]:.2f}, depth {max(r)} {r[max(r)]:.2f}, range {min(r.values()):.2f}-{max(r.values()):.2f}")
