@@ -40,7 +40,7 @@ def test_nan_is_refused_as_json_would():
         result_json({"rows": [{"ms": float("nan")}]})
 
 
-@pytest.mark.parametrize("path", sorted(BENCHMARKS.glob("*/*.json")), ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", sorted(BENCHMARKS.glob("**/*.json")), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_checked_in_results_are_written_one_line_per_row(path):
     text = path.read_text()
     assert result_json(json.loads(text)) == text
