@@ -72,7 +72,8 @@ class _RequestSlot:
         self.inputs = []
         for (name, port), shape in zip(inputs, shapes):
             tensor = self.request.get_tensor(port)
-            tensor.set_shape(list(shape))
+            if tuple(tensor.shape) != tuple(shape):  # static-shape models (NPU) are left as compiled
+                tensor.set_shape(list(shape))
             self.inputs.append((tensor.data, name))
         self.outputs: list[np.ndarray] | None = None
 
