@@ -62,6 +62,11 @@ class Artifact:
     # Side files the main file needs (an IR's .bin, ONNX external data): [{path, sha256, bytes}]
     companions: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def total_bytes(self) -> int:
+        """Bytes on disk of the file and its side files: what loading the artifact reads."""
+        return self.bytes + sum(c["bytes"] for c in self.companions)
+
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         for key in ("extra", "companions"):

@@ -314,13 +314,9 @@ def int8_file_bytes(manifest: Any) -> list[dict[str, Any]]:
         for fmt in ("onnx", ORT_FORMAT):
             int8 = entry.artifact(fmt, "int8")
             if int8 is not None:
-                rows.append({"depth": entry.depth, "int8_format": fmt, "fp32_bytes": _bytes(fp32),
-                             "int8_bytes": _bytes(int8), "int8_over_fp32": _bytes(int8) / _bytes(fp32)})
+                rows.append({"depth": entry.depth, "int8_format": fmt, "fp32_bytes": fp32.total_bytes,
+                             "int8_bytes": int8.total_bytes, "int8_over_fp32": int8.total_bytes / fp32.total_bytes})
     return rows
-
-
-def _bytes(artifact: Any) -> int:
-    return artifact.bytes + sum(c["bytes"] for c in artifact.companions)
 
 
 def plot(b1: list[dict[str, Any]], depths: list[int], model_name: str, path: Path) -> None:

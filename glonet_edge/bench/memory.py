@@ -199,7 +199,7 @@ def family_graph(bundle: Path, manifest: Any, graph_paths: dict[int, Path], tmp:
 
     art = manifest.depth(max(graph_paths)).artifact(FAMILY_FORMAT, "fp32")
     if art is not None:
-        return bundle / art.path, art.bytes + sum(c["bytes"] for c in art.companions)
+        return bundle / art.path, art.total_bytes
     folder = tmp / "family"
     folder.mkdir()
     # Merged next to copies of the graphs: a graph's external data must sit in its directory.

@@ -344,12 +344,11 @@ class Runtime:
     def resources(self) -> dict[str, Any]:
         """What the loaded family holds: its memory layout, models, bytes of their artifacts, process RSS."""
         family = self.layout == FAMILY_GRAPH_LAYOUT
-        size = lambda a: a.bytes + sum(c["bytes"] for c in a.companions)  # noqa: E731
         return {"target": self.target, "precision": self.precision, "memory_layout": self.layout,
                 "depths_loaded": len(self._models), "depth_models": 1 if family else len(self._models),
                 "segments_loaded": len(self._chain.segments) if self._chain is not None else 0,
-                "artifact_bytes": sum(size(a) for a in self._artifacts),
-                "segment_bytes": sum(size(a) for a in self._segment_artifacts),
+                "artifact_bytes": sum(a.total_bytes for a in self._artifacts),
+                "segment_bytes": sum(a.total_bytes for a in self._segment_artifacts),
                 "rss_bytes": _rss_bytes()}
 
     def close(self) -> None:

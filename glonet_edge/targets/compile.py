@@ -94,7 +94,7 @@ class _FamilyCompile:
         files = self.family.build(src, self.out_dir, precision, stem)
         row["build_s"] = time.perf_counter() - t0
         art = self.record(entry, src_art, files, precision)
-        row.update(status="ok", path=art.path, bytes=art.bytes + sum(c["bytes"] for c in art.companions))
+        row.update(status="ok", path=art.path, bytes=art.total_bytes)
         if self.inputs is not None and list(getattr(entry, "inputs", [self.manifest.input_name])) == [self.manifest.input_name]:
             row.update(self.verify(entry, files[0], precision))
         return row
