@@ -22,7 +22,7 @@ from ..provenance import source_extra
 from .accuracy import AccuracyCheck, Candidate, control_accuracy
 from .calibration import Calibration, Estimator, estimator_name, estimators, load_calibration
 from .qdq_rewrite import quantizable_nodes
-from .recipes import OrtLayout, ort_quantize
+from .recipes import OrtCandidate, OrtLayout
 from .settings import QuantizeSettings
 
 EXTRA_KEY = "flavour"  # Artifact.extra key naming the flavour of an int8 graph
@@ -38,7 +38,6 @@ class Flavour(OrtLayout):
     name: str
     activation: str = "QUInt8"
     measured: bool = True  # False: picked from documentation, not measured on that platform
-    why: str = ""
 
 
 # Every candidate `glonet bench int8-flavours` measures. ORT_X86 / ORT_ARM below are the choices.
@@ -54,8 +53,7 @@ FLAVOURS = {f.name: f for f in CANDIDATES}
 ORT_X86 = FLAVOURS["ort-u8s8-qdq"]  # QOperator: as fast, but broke accuracy (docs/quantize.md)
 # Not measured (no ARM machine here): ORT's quantization guide makes U8S8 the layout of choice
 # on ARM64 too (faster than U8U8 on low-end cores, same elsewhere); QDQ, ORT's recommended format.
-ORT_ARM = Flavour(name="ort-u8s8-qdq-arm64", measured=False,
-                  why="ORT quantization docs: U8S8 on ARM64 (unmeasured here)")
+ORT_ARM = Flavour(name="ort-u8s8-qdq-arm64", measured=False)
 
 
 def ort_flavour_for(machine: str) -> Flavour:
@@ -72,35 +70,34 @@ def resolve_flavour(name: str) -> Flavour | None:
     return ort_flavour_for(platform.machine()) if name == "auto" else FLAVOURS[name]
 
 
-class FlavourCandidate(Candidate):
-    """An accuracy-control candidate in an ORT flavour. Float fallback re-quantizes with
-    nodes_to_exclude; the layers are ranked on the flavour's QDQ twin (`base`: same ranges and
-    types, QDQ layout), because keep_float's graph surgery needs Q/DQ pairs, and a QOperator
-    graph has none."""
+class FlavourCandidate(OrtCandidate):
+    """An accuracy-control candidate in an ORT flavour, calibrating on feeds. A QOperator graph
+    has no Q/DQ pairs for keep_float's ranking, so its layers are ranked on its QDQ twin (`base`:
+    same ranges and types, QDQ layout); a QDQ flavour is its own base, made once."""
 
     def __init__(self, src: Path, dst: Path, flavour: Flavour, estimator: Estimator,
                  feeds: list[dict[str, np.ndarray]]):
-        super().__init__(f"{flavour.name} {estimator_name(estimator)}", dst, tensorrt=False)
-        self.src, self.flavour, self.estimator, self.feeds = src, flavour, estimator, feeds
-
-    def _quantize(self, dst: Path, layout: OrtLayout, excluded: list[str]) -> None:
-        ort_quantize(self.src, dst, feeds=list(self.feeds), nodes_to_exclude=excluded,
-                     calibration=self.estimator[0], percentile=self.estimator[1], layout=layout)
+        super().__init__(src, dst, estimator, feeds=feeds, layout=flavour,
+                         name=f"{flavour.name} {estimator_name(estimator)}")
+        self.flavour = flavour
 
     def make(self) -> Any:
         import onnx
 
         twin = self.dst.with_name(self.dst.stem + ".twin.onnx")
         try:
-            self._quantize(twin, replace(self.flavour, quant_format="QDQ"), [])
+            self._quantize([], twin, replace(self.flavour, quant_format="QDQ"))
             return onnx.load(str(twin))
         finally:
             twin.unlink(missing_ok=True)
 
     def write(self, excluded: list[str]) -> None:
+        if self.flavour.quant_format == "QDQ":
+            super().write(excluded)
+            return
         if self.base is None:
             self.base = self.make()
-        self._quantize(self.dst, self.flavour, excluded)
+        self._quantize(excluded)
 
 
 def flavour_candidates(src: Path, dst: Path, flavour: Flavour, range_estimators: list[Estimator],

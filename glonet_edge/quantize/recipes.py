@@ -156,21 +156,23 @@ def ort_quantize(src: Any, dst: Path, feeds: list[dict[str, np.ndarray]] | None 
 
 
 class OrtCandidate(Candidate):
-    """quantize_static with one range estimator, from precomputed ranges or by calibrating on
-    feeds; layers go back to float through quantize_static's own nodes_to_exclude (onnxruntime
-    writes dst itself)."""
+    """quantize_static in `layout` with one range estimator, from precomputed ranges or by
+    calibrating on feeds; layers go back to float through quantize_static's own
+    nodes_to_exclude (onnxruntime writes dst itself). A QDQ graph is its own `base`."""
 
     def __init__(self, src: Path, dst: Path, estimator: Estimator, ranges: Ranges | None = None,
-                 feeds: list[dict[str, np.ndarray]] | None = None):
-        super().__init__(f"ort {estimator_name(estimator)}", dst)
-        self.src, self.estimator, self.ranges, self.feeds = src, estimator, ranges, feeds
+                 feeds: list[dict[str, np.ndarray]] | None = None, layout: OrtLayout = TRT_LAYOUT,
+                 name: str | None = None):
+        super().__init__(name or f"ort {estimator_name(estimator)}", dst, tensorrt=layout is TRT_LAYOUT)
+        self.src, self.estimator, self.ranges, self.feeds, self.layout = src, estimator, ranges, feeds, layout
 
-    def _quantize(self, excluded: list[str]) -> None:
+    def _quantize(self, excluded: list[str], dst: Path | None = None, layout: OrtLayout | None = None) -> None:
+        common = {"nodes_to_exclude": excluded, "layout": layout or self.layout}
         if self.ranges is not None:
-            ort_quantize(self.src, self.dst, ranges=self.ranges, nodes_to_exclude=excluded)
+            ort_quantize(self.src, dst or self.dst, ranges=self.ranges, **common)
         else:
-            ort_quantize(self.src, self.dst, feeds=list(self.feeds or []), nodes_to_exclude=excluded,
-                         calibration=self.estimator[0], percentile=self.estimator[1])
+            ort_quantize(self.src, dst or self.dst, feeds=list(self.feeds or []), calibration=self.estimator[0],
+                         percentile=self.estimator[1], **common)
 
     def write(self, excluded: list[str]) -> None:
         import onnx
