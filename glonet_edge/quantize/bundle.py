@@ -22,7 +22,7 @@ from ..provenance import changed_graphs, current_sha, graph_shas, metrics_key, p
 from . import qdq_lint
 from .accuracy import AccuracyCheck, Candidate, Outcome, control_accuracy, reference_outputs, resolve_engines
 from .calibration import Calibration, RangeTable, estimators, load_calibration, precompute_ranges
-from .flavours import TENSORRT_FLAVOUR, add_ort_flavours
+from .flavours import EXTRA_KEY, TENSORRT_FLAVOUR, add_ort_flavours
 from .qdq_rewrite import fold_weight_quantizers, quantizable_nodes
 from .recipes import (NncfCandidate, NncfGraphs, nncf_candidates, ort_candidates, ort_quantize,
                       supports_range_cache)
@@ -164,7 +164,7 @@ class _Job:
 
     def _extra(self, candidates: list[Candidate], ranges: RangeTable) -> dict[str, Any]:
         """How the int8 graph was made, for the manifest (what it passed is added on shipping)."""
-        extra: dict[str, Any] = {"flavour": TENSORRT_FLAVOUR, "method": self.settings.method,
+        extra: dict[str, Any] = {EXTRA_KEY: TENSORRT_FLAVOUR, "method": self.settings.method,
                                  "calib_size": len(self.data.x_calib),
                                  "calibration": self.data.calibration_data, "symmetric": True, "per_channel": True}
         if self.settings.method == "ort":

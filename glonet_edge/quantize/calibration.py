@@ -57,7 +57,7 @@ def load_calibration(manifest: BundleManifest, calib_size: int, seed: int = 0,
                      dataset: str | None = None) -> Calibration:
     """Calibration = a deterministic subset of the TRAINING split; evaluation = validation split.
     `dataset` overrides the path recorded at training time (same seed and split)."""
-    from ..data import load_recorded
+    from ..data import expect_input_shape, load_recorded
 
     data_cfg = manifest.model.get("data") or {}
     own = _own_model_calibration(manifest, data_cfg, calib_size, seed, dataset)
@@ -68,12 +68,16 @@ def load_calibration(manifest: BundleManifest, calib_size: int, seed: int = 0,
         raise ConfigError("the bundle's model config has no data.dataset; cannot find calibration data "
                           "(re-export from a checkpoint made by `glonet train`)")
     data = load_recorded(spec, data_cfg)
-    if list(data.x_train.shape[1:]) != list(manifest.input_shape):
-        raise ConfigError(f"data set {spec} gives samples of shape {list(data.x_train.shape[1:])}, the bundle expects "
-                          f"{manifest.input_shape}")
-    n = min(int(calib_size), len(data.x_train))
-    idx = np.sort(np.random.default_rng(seed).permutation(len(data.x_train))[:n])
-    return Calibration(np.ascontiguousarray(data.x_train[idx]), data.x_val, data.y_val, data.task, data.metric_name)
+    expect_input_shape("data set", spec, data.x_train, manifest.input_shape)
+    return Calibration(_calibration_subset(data.x_train, calib_size, seed), data.x_val, data.y_val, data.task,
+                       data.metric_name)
+
+
+def _calibration_subset(x: np.ndarray, calib_size: int, seed: int) -> np.ndarray:
+    """`calib_size` samples of x (all of them if fewer), drawn with `seed`, kept in x's order."""
+    n = min(int(calib_size), len(x))
+    idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:n])
+    return np.ascontiguousarray(x[idx], dtype=np.float32)
 
 
 def _own_model_calibration(manifest: BundleManifest, data_cfg: dict[str, Any], calib_size: int, seed: int,
@@ -92,11 +96,9 @@ def _own_model_calibration(manifest: BundleManifest, data_cfg: dict[str, Any], c
     if dataset:
         x_train = load_samples(dataset, data_cfg.get("image_size"))[0]
         expect_input_shape("calibration data", dataset, x_train, manifest.input_shape)
-    n = min(int(calib_size), len(x_train))
-    idx = np.sort(np.random.default_rng(seed).permutation(len(x_train))[:n])
     recorded = data_cfg["dataset"]
     calibration = f"{dataset} (--data)" if dataset else f"{recorded}: the validation data (no --data given)"
-    return Calibration(np.ascontiguousarray(x_train[idx], dtype=np.float32), x_val, y_val, manifest.task,
+    return Calibration(_calibration_subset(x_train, calib_size, seed), x_val, y_val, manifest.task,
                        manifest.metric_name, calibration_data=calibration,
                        validation_data=f"{recorded}, all {len(y_val)} samples (what export scored)")
 

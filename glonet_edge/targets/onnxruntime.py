@@ -178,13 +178,16 @@ class OrtFamilyBuilder(FamilyBuilder):
     flavours existed lacks."""
 
     def prepare(self, stage: Path, manifest: Any, depths: list[int], precisions: list[str]) -> list[dict[str, Any]]:
-        missing = [d for d in depths if "int8" in precisions and manifest.depth(d).artifact(ORT_FORMAT, "int8") is None
+        if "int8" not in precisions:
+            return []
+        from ..quantize.flavours import ORT_REJECTED, add_ort_flavours
+        from ..quantize.settings import QuantizeSettings
+
+        missing = [d for d in depths if manifest.depth(d).artifact(ORT_FORMAT, "int8") is None
                    and manifest.depth(d).artifact("onnx", "int8") is not None
-                   and ORT_FORMAT + "/int8" not in manifest.depth(d).rejected]
+                   and ORT_REJECTED not in manifest.depth(d).rejected]
         if not missing:
             return []
-        from ..quantize.flavours import add_ort_flavours
-        from ..quantize.settings import QuantizeSettings
 
         return add_ort_flavours(stage, manifest, missing, QuantizeSettings(**self.quantize_settings(manifest)))
 
