@@ -215,14 +215,16 @@ def artifact_problem(bundle: Path, artifact: Any, machine: str, targets: Sequenc
     and GPU, built from the holder's current graph, files intact). `targets`: every registered
     target, looked up once by the caller for all the bundle's artifacts."""
     from .errors import GlonetError
-    from .provenance import staleness
+    from .manifest import ORT_FORMAT
+    from .provenance import GRAPH_FORMATS, staleness
 
     serving = [t for t in targets if t.serves_format(artifact.format)]
     target = next((t for t in serving if t.name == "onnxruntime"), serving[0] if serving else None)
     if target is None:
         return artifact.path, f"no target serves the {artifact.format!r} format", "upgrade glonet-edge"
     rebuild = (f"glonet compile {bundle} --target {target.name} --precision {artifact.precision}"
-               if artifact.format not in ("onnx", "onnxruntime") else f"re-run `glonet export` (or `glonet quantize`) for {bundle}")
+               if artifact.format not in (*GRAPH_FORMATS, ORT_FORMAT)
+               else f"re-run `glonet export` (or `glonet quantize`) for {bundle}")
     try:
         importlib.import_module(target.library)
     except Exception:  # noqa: BLE001

@@ -32,7 +32,7 @@ from ..errors import ArtifactError, ConfigError
 from ..exits import ExitCalibration
 from ..manifest import FAMILY_FORMAT, Artifact, BundleManifest
 from ..provenance import stale_exits
-from ..targets import CompiledModel, Target, get_target, load_artifact
+from ..targets import CompiledModel, Target, get_target, list_targets, load_artifact
 from .adaptive import ChainResult, SegmentChain
 from .int8_speed import choose_precision, slower_int8
 from .policy import (COST_MODELS, DEFAULT_COST_MODEL, Decision, DepthPolicy, PolicyConfig, estimate_costs, exit_budget,
@@ -44,7 +44,6 @@ logger = logging.getLogger("glonet_edge.runtime")
 # What `resources()` reports as the memory layout of the loaded depths.
 PER_DEPTH_LAYOUT = "per-depth graphs"  # one compiled model per depth, each with its own weights
 FAMILY_GRAPH_LAYOUT = "family graph"  # one compiled model, an output per depth, each weight once
-FAMILY_TARGETS = ("onnxruntime", "openvino")  # engines that load the family graph (an ONNX file)
 
 
 class Prediction(NamedTuple):
@@ -388,15 +387,17 @@ def _family_views(bundle: Path, manifest: BundleManifest, engine: Target, precis
                   options: dict[str, Any]) -> tuple[dict[int, CompiledModel], list[Artifact]]:
     """Every servable depth as a view of one loaded family graph (export/family_graph.py):
     the engine holds each weight once; and [the family graph's artifact]."""
-    if engine.name not in FAMILY_TARGETS or precision != "fp32":
-        raise ConfigError(f"share_weights serves the fp32 family graph on {' or '.join(FAMILY_TARGETS)}; "
+    if not engine.serves_format(FAMILY_FORMAT) or precision != "fp32":
+        readers = [n for n in list_targets() if get_target(n).serves_format(FAMILY_FORMAT)]
+        raise ConfigError(f"share_weights serves the fp32 family graph on {' or '.join(readers)}; "
                           f"{engine.name}/{precision} loads one artifact per depth (share_weights=False)")
     deepest = max(manifest.depths, key=lambda e: e.depth)
     artifact = deepest.artifact(FAMILY_FORMAT, "fp32")
     if artifact is None:
         raise ArtifactError(f"bundle {bundle} has no family graph; re-export it with `glonet export --shared-weights`")
-    path = artifact.resolve(bundle, verify=verify)  # the graph and its weights file, sha256-checked
-    family = engine.load(path, "fp32", **options)
+    # Through load_artifact like every other artifact: provenance, sha256 of the graph and its weights file
+    family = load_artifact(bundle, artifact, engine, verify=verify, holder=deepest, where=f"depth {deepest.depth}",
+                           **options)
     # Said once at open: a shallower depth no longer saves compute (nor the energy the policy expects).
     logger.info("share_weights: every depth of %s runs the family graph's whole trunk", bundle)
     outputs = artifact.extra.get("outputs", {})

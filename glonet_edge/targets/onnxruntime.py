@@ -18,7 +18,7 @@ import numpy as np
 
 from ..compare import session_options
 from ..errors import ArtifactError, ConfigError
-from ..manifest import ORT_FORMAT  # ONNX Runtime's own int8 graph
+from ..manifest import FAMILY_FORMAT, ORT_FORMAT  # the family graph; ONNX Runtime's own int8 graph
 from .base import CompiledModel, FamilyBuilder, Target, default_cache_dir
 
 
@@ -127,7 +127,7 @@ class OnnxRuntimeTarget(Target):
         return entry.artifact(self.artifact_format, precision)
 
     def serves_format(self, format: str) -> bool:
-        return format in (self.artifact_format, ORT_FORMAT)
+        return format in (self.artifact_format, ORT_FORMAT, FAMILY_FORMAT)
 
     def family(self, device: str, **options: Any) -> "OrtFamilyBuilder":
         return OrtFamilyBuilder(self, device, options)

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import ArtifactError, ConfigError
+from ..manifest import FAMILY_FORMAT
 from .base import CompiledModel, Target, default_cache_dir
 
 _CORE = None
@@ -180,6 +181,10 @@ class OpenVINOTarget(Target):
     artifact_format = "openvino"
     library = "openvino"
     extra = "openvino"
+
+    def serves_format(self, format: str) -> bool:
+        # The family graph is an ONNX file; OpenVINO compiles it as it is (runtime share_weights).
+        return format in (self.artifact_format, FAMILY_FORMAT)
 
     def describe(self) -> dict[str, Any]:
         ov = self.require()

@@ -193,3 +193,22 @@ def test_closing_one_depth_of_the_family_graph_leaves_the_others(shared_bundle, 
     views.pop(closed).close()
     for depth, view in views.items():
         np.testing.assert_array_equal(view.run(feeds)[0], before[depth], err_msg=str(depth))
+
+
+def test_doctor_finds_the_family_graph_loadable(shared_bundle):
+    """The family graph is an artifact like the others: a target serves its format, so doctor
+    checks it like the rest instead of calling it unservable."""
+    import platform
+
+    from glonet_edge.doctor import artifact_problem
+    from glonet_edge.targets import get_target, list_targets
+
+    manifest = BundleManifest.load(shared_bundle)
+    deepest = max(manifest.depths, key=lambda e: e.depth)
+    art = deepest.artifact(FAMILY_FORMAT, "fp32")
+    targets = [get_target(n) for n in list_targets()]
+    assert artifact_problem(shared_bundle, art, platform.machine(), targets, deepest) is None
+    (shared_bundle / art.companions[0]["path"]).write_bytes(b"not the weights")
+    path, problem, fix = artifact_problem(shared_bundle, art, platform.machine(), targets, deepest)
+    assert "truncated or replaced" in problem, problem
+    assert "glonet export" in fix
