@@ -241,7 +241,9 @@ def own_model_validation(manifest: BundleManifest) -> tuple[np.ndarray, np.ndarr
     return np.ascontiguousarray(x, np.float32), y
 
 
-def expect_input_shape(what: str, spec: str, x: np.ndarray, shape: list[int]) -> None:
-    """ConfigError unless the samples of `x` (read from `spec`) have the bundle's input `shape`."""
+def expect_input_shape(what: str, spec: str, x: np.ndarray, shape: list[int], fix: str = "") -> None:
+    """ConfigError unless the samples of `x` (read from `spec`) have the bundle's input `shape`;
+    `fix` is added to the message."""
     if list(x.shape[1:]) != list(shape):
-        raise ConfigError(f"{what} {spec} gives samples of shape {list(x.shape[1:])}, the bundle expects {shape}")
+        raise ConfigError(f"{what} {spec} gives samples of shape {list(x.shape[1:])}, the bundle expects {shape}"
+                          + (f"; {fix}" if fix else ""))

@@ -74,7 +74,7 @@ def validation_split(manifest: BundleManifest, dataset: str | None = None) -> tu
     """The data quantize judges on (quantize.calibration.load_calibration): a bundle exported from
     your own model, its recorded validation data whole (own_model_validation); else the held-out
     split the bundle's checkpoint was trained without (same seed and fraction)."""
-    from .data import load_recorded, own_model_validation
+    from .data import expect_input_shape, load_recorded, own_model_validation
 
     own = own_model_validation(manifest)
     if own is not None:
@@ -84,9 +84,8 @@ def validation_split(manifest: BundleManifest, dataset: str | None = None) -> tu
     if not spec:
         raise ConfigError("the bundle's model config records no data set; pass the one it was trained on with --data")
     data = load_recorded(spec, data_cfg)
-    if list(data.x_val.shape[1:]) != list(manifest.input_shape):
-        raise ConfigError(f"data set {spec} gives samples of shape {list(data.x_val.shape[1:])}, the bundle expects "
-                          f"{manifest.input_shape}; pass the data set it was trained on with --data")
+    expect_input_shape("data set", spec, data.x_val, manifest.input_shape,
+                       "pass the data set it was trained on with --data")
     return data.x_val, data.y_val
 
 

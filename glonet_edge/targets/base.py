@@ -221,8 +221,11 @@ class FamilyBuilder:
         return []
 
     def source(self, entry: Any, precision: str) -> Any:
-        """The manifest Artifact a build at `precision` starts from."""
-        return entry.artifact("onnx", "int8" if precision == "int8" else "fp32")
+        """The manifest Artifact a build at `precision` starts from: the graph provenance judges
+        its freshness against."""
+        from ..provenance import source_graph
+
+        return source_graph(entry, precision)
 
     def build(self, onnx_path: Path, out_dir: Path, precision: str, stem: str) -> list[Path]:
         """One graph of the family: Target.build with the family's options."""
