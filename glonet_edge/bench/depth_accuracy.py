@@ -120,7 +120,8 @@ def sweep(models: list[str], args: argparse.Namespace) -> tuple[list[dict[str, A
         data = load_dataset(args.dataset, seed=seed)
         metric = data.metric_name
         settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, cut_loss=args.cut_loss,
-                                 grad_clip=args.grad_clip, schedule=args.schedule, seed=seed, device=args.device)
+                                 grad_clip=args.grad_clip, schedule=args.schedule, seed=seed, device=args.device,
+                                 threads=args.threads or 0)  # train_model sets threads itself: --threads must reach it
         settings.validate()
         plain = replace(settings, cut_loss=0.0)
         majority = max(Counter(data.y_val.tolist()).values()) / len(data.y_val) if data.task == "classification" else None

@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     data = synthetic_dataset(args.family, samples) if spec == "synthetic" else load_dataset(spec)
     models = FAMILIES[args.family]
     settings = TrainSettings(epochs=args.warmup + args.epochs, batch_size=args.batch_size, lr=args.lr,
-                             optimizer=args.optimizer, schedule="none", cut_loss=0.0, device=args.device, seed=0)
+                             optimizer=args.optimizer, schedule="none", cut_loss=0.0, device=args.device, seed=0,
+                             threads=args.threads or 0)  # train_model sets threads itself: --threads must reach it
     # The cnn's width is fixed by its stages (16/32/64 channels): record the first stage's.
     width = args.width if args.family == "fc" else 16
     rows: list[dict[str, Any]] = []

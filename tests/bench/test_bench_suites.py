@@ -24,6 +24,26 @@ def _png_ok(path: Path) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 2000
 
 
+@pytest.mark.parametrize("suite", ["train-speed", "depth-accuracy"])
+def test_threads_flag_reaches_training(suite, tmp_path, capsys, monkeypatch):
+    """--threads is the training thread count even for models small enough that the trainer
+    alone would pick one thread (train_model sets torch's threads itself)."""
+    from glonet_edge.train import trainer
+
+    seen = []
+    real = trainer.cpu_threads
+
+    def spy(model, settings, device):
+        seen.append(settings.threads)
+        return real(model, settings, device)
+
+    monkeypatch.setattr(trainer, "cpu_threads", spy)
+    extra = ["--warmup", "0"] if suite == "train-speed" else ["--seeds", "0", "--models", "glonet-fc"]
+    _run(["bench", suite, "--out", str(tmp_path / "o"), "--depths", "2", "--epochs", "1", "--threads", "2",
+          "--quiet", "--json", *extra], capsys)
+    assert seen and set(seen) == {2}
+
+
 def test_train_speed_contract(tmp_path, capsys):
     out = tmp_path / "ts"
     result = _run(["bench", "train-speed", "--out", str(out), "--depths", "2,4", "--epochs", "1", "--warmup", "1",
