@@ -128,7 +128,7 @@ def check_family_graph(path: Path, graphs: dict[int, Path], x: Any, tolerance: f
     moves the last bits: there the limit is `tolerance`, relative to the output's scale."""
     import numpy as np
 
-    from ..compare import cpu_session
+    from ..compare import cpu_session, max_abs_error
     from ..errors import ArtifactError
 
     for optimize in (False, True):
@@ -137,7 +137,7 @@ def check_family_graph(path: Path, graphs: dict[int, Path], x: Any, tolerance: f
         merged = dict(zip([o.name for o in family.get_outputs()], family.run(None, feeds)))
         for depth, graph in sorted(graphs.items()):
             (own,) = cpu_session(graph, threads=1, optimize=optimize).run(None, feeds)
-            err = float(np.abs(merged[family_output(depth)] - own).max())
+            err = max_abs_error(merged[family_output(depth)], own)
             limit = tolerance * max(1.0, float(np.abs(own).max())) if optimize else 0.0
             if not err <= limit:
                 raise ArtifactError(f"the family graph's depth-{depth} output differs from {graph.name} by {err:.3g} "
