@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 from .errors import ArtifactError
 from .fileio import confined_path
-from .manifest import FAMILY_FORMAT, ORT_FORMAT, Artifact, BundleManifest
+from .manifest import FAMILY_FORMAT, ORT_FORMAT, Artifact, BundleManifest, SegmentEntry
 
 SOURCE_SHA = "onnx_sha256"
 SOURCE_PATH = "onnx_path"
@@ -107,11 +107,14 @@ def staleness(holder: Any, artifact: Artifact) -> tuple[str, bool] | None:
     return None
 
 
+def holder_name(holder: Any) -> str:
+    """How messages name a depth or segment entry of the manifest."""
+    return f"segment {holder.index}" if isinstance(holder, SegmentEntry) else f"depth {holder.depth}"
+
+
 def holders(manifest: BundleManifest) -> Iterator[tuple[str, Any]]:
-    for e in sorted(manifest.depths, key=lambda e: e.depth):
-        yield f"depth {e.depth}", e
-    for s in manifest.segments:
-        yield f"segment {s.index}", s
+    for holder in [*sorted(manifest.depths, key=lambda e: e.depth), *manifest.segments]:
+        yield holder_name(holder), holder
 
 
 def stale_artifacts(manifest: BundleManifest) -> list[Stale]:
@@ -124,11 +127,11 @@ def stale_artifacts(manifest: BundleManifest) -> list[Stale]:
     return found
 
 
-def check_fresh(bundle: str | Path, holder: Any, artifact: Artifact, where: str) -> None:
+def check_fresh(bundle: str | Path, holder: Any, artifact: Artifact) -> None:
     """ArtifactError (one line, with the compile command) unless `artifact` is built from the current graph."""
     why = staleness(holder, artifact)
     if why is not None:
-        raise ArtifactError(Stale(where, holder, artifact, *why).message(bundle))
+        raise ArtifactError(Stale(holder_name(holder), holder, artifact, *why).message(bundle))
 
 
 # ---- results measured on a graph ---------------------------------------------------------------

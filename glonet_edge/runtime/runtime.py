@@ -377,8 +377,7 @@ def _depth_models(bundle: Path, manifest: BundleManifest, engine: Target, precis
         artifact = engine.serving_artifact(entry, precision)
         if artifact is None or precision in entry.rejected:
             continue
-        models[entry.depth] = load_artifact(bundle, artifact, engine, verify=verify, holder=entry,
-                                            where=f"depth {entry.depth}", **options)
+        models[entry.depth] = load_artifact(bundle, artifact, engine, verify=verify, holder=entry, **options)
         artifacts.append(artifact)
     return models, artifacts
 
@@ -396,8 +395,7 @@ def _family_views(bundle: Path, manifest: BundleManifest, engine: Target, precis
     if artifact is None:
         raise ArtifactError(f"bundle {bundle} has no family graph; re-export it with `glonet export --shared-weights`")
     # Through load_artifact like every other artifact: provenance, sha256 of the graph and its weights file
-    family = load_artifact(bundle, artifact, engine, verify=verify, holder=deepest, where=f"depth {deepest.depth}",
-                           **options)
+    family = load_artifact(bundle, artifact, engine, verify=verify, holder=deepest, **options)
     # Said once at open: a shallower depth no longer saves compute (nor the energy the policy expects).
     logger.info("share_weights: every depth of %s runs the family graph's whole trunk", bundle)
     outputs = artifact.extra.get("outputs", {})
@@ -413,8 +411,7 @@ def _segment_models(bundle: Path, manifest: BundleManifest, engine: Target, prec
     for prec in dict.fromkeys((precision, "fp32")):
         arts = [engine.serving_artifact(s, prec) for s in manifest.segments]
         if all(a is not None for a in arts):
-            segments = [(s.end_depth, load_artifact(bundle, a, engine, verify=verify, holder=s,
-                                                    where=f"segment {s.index}", **options))
+            segments = [(s.end_depth, load_artifact(bundle, a, engine, verify=verify, holder=s, **options))
                         for s, a in zip(manifest.segments, arts)]
             return segments, prec, arts
     return [], None, []

@@ -47,18 +47,18 @@ def get_target(name: str) -> Target:
 
 
 def load_artifact(bundle_dir: str | Path, artifact: Any, target: str | Target, verify: bool = True,
-                  holder: Any = None, where: str = "", **options: Any) -> CompiledModel:
+                  holder: Any = None, **options: Any) -> CompiledModel:
     """Check an artifact (provenance, sha256 + companions, target compatibility) and load it.
 
     `artifact` is a manifest.Artifact and `holder` the DepthEntry / SegmentEntry that lists it
-    (`where` names it in errors): a compiled artifact not proven built from the holder's current
+    (named in errors): a compiled artifact not proven built from the holder's current
     graph is refused (provenance.py). The runtime and profile use this so every load goes
     through the same checks."""
     t = get_target(target) if isinstance(target, str) else target
     if holder is not None:
         from ..provenance import check_fresh
 
-        check_fresh(bundle_dir, holder, artifact, where or "artifact")
+        check_fresh(bundle_dir, holder, artifact)
     if not t.serves_format(artifact.format):
         raise ConfigError(f"artifact {artifact.path} has format {artifact.format!r}; target {t.name!r} "
                           f"loads {t.artifact_format!r} artifacts (run `glonet compile --target {t.name}`)")

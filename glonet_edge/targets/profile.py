@@ -201,7 +201,7 @@ def profile_bundle(bundle_dir: str | Path, target: str, precision: str, batches:
     load_opts: dict[str, Any] = {"device": device, **({"threads": threads} if threads else {})}
     # all depths compiled/loaded once, as the runtime does; then measured one after another
     artifacts = {d: depth_artifact(manifest.depth(d), t, precision) for d in selected}
-    models = {d: load_artifact(bundle_dir, a, t, holder=manifest.depth(d), where=f"depth {d}", **load_opts)
+    models = {d: load_artifact(bundle_dir, a, t, holder=manifest.depth(d), **load_opts)
               for d, a in artifacts.items()}
     bar = progress_bar(len(selected) * len(batches), f"profile {key}", "run", progress)
     rows: list[dict[str, Any]] = []
