@@ -143,6 +143,12 @@ def profile_key(target: str, precision: str) -> str:
     return f"profile/{target}/{precision}"
 
 
+def _parse_key(key: str) -> tuple[str, str | None, str]:
+    """(kind, target or None, precision) of a metrics_key / profile_key."""
+    kind, *rest = key.split("/")
+    return (kind, rest[0], rest[1]) if kind == "profile" else (kind, None, rest[0])
+
+
 def stamp(entry: Any, key: str, sha: str | None) -> None:
     """Record (or, with None, forget) the graph a result of `entry` was measured on."""
     if sha is None:
@@ -160,24 +166,23 @@ def result_is_stale(entry: Any, key: str, precision: str) -> bool:
 
 def _stale_result_keys(entry: Any) -> list[tuple[str, str]]:
     """(key, precision) of each result of `entry` measured on a graph other than its current one, in key order."""
-    keyed = [(key, key.rsplit("/", 1)[-1]) for key in sorted(entry.measured_on)]
+    keyed = [(key, _parse_key(key)[2]) for key in sorted(entry.measured_on)]
     return [(key, precision) for key, precision in keyed if result_is_stale(entry, key, precision)]
 
 
 def _measured_graph(entry: Any, key: str, precision: str) -> str | None:
     """The sha256 of the graph a result `key` is measured on today: ONNX Runtime's own int8
     graph where the entry has one (that is what it profiles), else the source graph."""
-    kind, _, name = key.partition("/")
-    target = name.split("/")[0]
-    own = entry.artifact(target, precision) if kind == "profile" and target in FROM_FP32_FORMATS else None
+    kind, target, _ = _parse_key(key)
+    own = entry.artifact(ORT_FORMAT, precision) if kind == "profile" and target == "onnxruntime" else None
     return own.sha256 if own is not None else current_sha(entry, precision)
 
 
 def _result_fix(bundle: str | Path, key: str) -> str:
-    parts = key.split("/")
-    if parts[0] == "profile":
-        return f"glonet profile {bundle} --target {parts[1]} --precision {parts[2]}"
-    return f"glonet quantize {bundle}" if parts[1] == "int8" else f"glonet export RUN --out {bundle}"
+    kind, target, precision = _parse_key(key)
+    if kind == "profile":
+        return f"glonet profile {bundle} --target {target} --precision {precision}"
+    return f"glonet quantize {bundle}" if precision == "int8" else f"glonet export RUN --out {bundle}"
 
 
 def stale_results(manifest: BundleManifest, bundle: str | Path) -> list[str]:
