@@ -203,12 +203,12 @@ def family_graph(bundle: Path, manifest: Any, graph_paths: dict[int, Path], tmp:
         return bundle / art.path, art.total_bytes
     folder = tmp / "family"
     folder.mkdir()
-    # Merged next to copies of the graphs: a graph's external data must sit in its directory.
+    # merge_family reads the graphs without their external data; the merged graph keeps pointing
+    # at the weights files by name, so those go next to it.
     companions = {c["path"] for d in graph_paths for c in manifest.depth(d).artifact("onnx", "fp32").companions}
     for rel in companions:
         shutil.copy(bundle / rel, folder / Path(rel).name)
-    copies = {d: Path(shutil.copy(p, folder / p.name)) for d, p in graph_paths.items()}
-    path = merge_family(copies, folder / "family.onnx")
+    path = merge_family(graph_paths, folder / "family.onnx")
     return path, path.stat().st_size + sum((folder / Path(rel).name).stat().st_size for rel in companions)
 
 
