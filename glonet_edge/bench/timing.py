@@ -7,7 +7,6 @@ load) hits each of them alike instead of whichever happened to run during it.
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Any, Callable, Hashable, Mapping, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -18,15 +17,11 @@ def interleaved_ms(calls: Mapping[K, Callable[[], Any]], rounds: int, iterations
     """Median wall time (ms) of one call of each callable. Each round runs every callable in
     turn, `warmup` untimed calls then `iterations` timed ones; every other round runs them in
     reverse order, so none always runs first."""
+    from ..targets.profile import time_calls  # the one timing loop (warm-up, then timed calls)
+
     times: dict[K, list[float]] = {k: [] for k in calls}
-    clock, order = time.perf_counter, list(calls)
+    order = list(calls)
     for r in range(rounds):
         for k in (order if r % 2 == 0 else order[::-1]):
-            fn = calls[k]
-            for _ in range(warmup):
-                fn()
-            for _ in range(iterations):
-                t0 = clock()
-                fn()
-                times[k].append((clock() - t0) * 1e3)
+            times[k].extend(time_calls(calls[k], iterations, warmup).tolist())
     return {k: statistics.median(v) for k, v in times.items()}
