@@ -38,7 +38,7 @@ def section(info: dict[str, Any]) -> str:
 
 
 def _plot(record: dict[str, Any], deepest: int, macs: dict[int, int], metric: str) -> bytes:
-    from .plots import finish, new_figure
+    from .plots import finish, new_figure, place_labels
 
     fig, (ax_exits, ax_cost) = new_figure(2, width=5.2, height=3.6)
     at_deepest = [p for p in record["points"] if p["max_depth"] == deepest]
@@ -53,11 +53,10 @@ def _plot(record: dict[str, Any], deepest: int, macs: dict[int, int], metric: st
     ax_exits.legend(fontsize=8)
     fixed = sorted({(p["max_depth"], p["heldout"]["reference_score"]) for p in record["points"]})
     ax_cost.plot([macs.get(d, 0) for d, _ in fixed], [s for _, s in fixed], "o-", ms=4, label="fixed depth")
-    for d, s in fixed:
-        ax_cost.annotate(str(d), (macs.get(d, 0), s), fontsize=7, xytext=(3, 3), textcoords="offset points")
     costed = [p for p in record["points"] if p["heldout"].get("mean_macs") is not None]
     ax_cost.plot([p["heldout"]["mean_macs"] for p in costed], [p["heldout"]["score"] for p in costed], "x",
                  label="adaptive (every cap and drop)")
     ax_cost.set(xlabel="mean MACs per input", ylabel=f"held-out {metric}", title=f"{metric} vs mean cost")
     ax_cost.legend(fontsize=8)
+    place_labels(ax_cost, [(macs.get(d, 0), s, str(d)) for d, s in fixed])  # depths, clear of markers and legend
     return finish(fig)
