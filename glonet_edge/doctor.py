@@ -209,7 +209,7 @@ def int8_speed_findings(bundle: Path, manifest: Any) -> List[Finding]:
 
 
 def artifact_problem(bundle: Path, artifact: Any, machine: str, targets: Sequence[Any],
-                     holder: Any = None) -> Optional[tuple]:
+                     holder: Any) -> Optional[tuple]:
     """(path, problem, fix) when `artifact` would not load on this machine, else None: the
     checks `load_artifact` makes before it loads (engine present, built for this engine version
     and GPU, built from the holder's current graph, files intact). `targets`: every registered
@@ -229,7 +229,7 @@ def artifact_problem(bundle: Path, artifact: Any, machine: str, targets: Sequenc
         importlib.import_module(target.library)
     except Exception:  # noqa: BLE001
         return artifact.path, f"{target.name} is not installed", install_hint(target.name, machine)
-    stale = staleness(holder, artifact) if holder is not None else None
+    stale = staleness(holder, artifact)
     if stale is not None:
         return artifact.path, f"stale: {stale[0]}", rebuild
     try:
