@@ -33,6 +33,7 @@ from ..exits import ExitCalibration
 from ..manifest import FAMILY_FORMAT, Artifact, BundleManifest
 from ..provenance import stale_exits
 from ..targets import CompiledModel, Target, get_target, load_artifact
+from ..targets.base import FixedFeeds
 from .adaptive import ChainResult, SegmentChain
 from .int8_speed import choose_precision, slower_int8
 from .policy import (COST_MODELS, DEFAULT_COST_MODEL, Decision, DepthPolicy, PolicyConfig, estimate_costs, exit_budget,
@@ -396,13 +397,16 @@ def _family_views(bundle: Path, manifest: BundleManifest, engine: Target, precis
     artifact = deepest.artifact(FAMILY_FORMAT, "fp32")
     if artifact is None:
         raise ArtifactError(f"bundle {bundle} has no family graph; re-export it with `glonet export --shared-weights`")
+    depth_input, answered = artifact.extra.get("depth_input"), artifact.extra.get("depths", [])
+    if not depth_input:  # the multi-output family graph of glonet-edge before the early-stop rewrite
+        raise ArtifactError(f"bundle {bundle}'s family graph has no depth input (an older export); re-export it "
+                            "with `glonet export --shared-weights`")
     path = artifact.resolve(bundle, verify=verify)  # the graph and its weights file, sha256-checked
     family = engine.load(path, "fp32", **options)
-    # Said once at open: a shallower depth no longer saves compute (nor the energy the policy expects).
-    logger.info("share_weights: every depth of %s runs the family graph's whole trunk", bundle)
-    outputs = artifact.extra.get("outputs", {})
-    views = {e.depth: family.output_view(outputs[str(e.depth)]) for e in manifest.depths
-             if str(e.depth) in outputs and "fp32" not in e.rejected}
+    # Said once at open: each call passes one If per shallower depth (BENCHMARKS.md, "Memory").
+    logger.info("share_weights: every depth of %s is served by one early-stopping family graph", bundle)
+    views = {e.depth: FixedFeeds(family, {depth_input: np.array(e.depth, np.int64)}) for e in manifest.depths
+             if e.depth in answered and "fp32" not in e.rejected}
     return views, [artifact]
 
 
