@@ -5,8 +5,9 @@ Layouts of the same family of fp32 ONNX graphs (docs/architecture.md, "Segment c
   deeper than i, so disk grows ~ quadratically with the number of exported depths;
 - shared weights: the same graphs with every distinct tensor stored once in one file;
 - segment chain: segment j runs blocks start..end and carries (h, s); weights stored once;
-- family graph: every depth in one graph with an output per depth (export/family_graph.py;
-  `Runtime.open(..., share_weights=True)`): each weight once, but every call runs the whole trunk;
+- family graph: every depth in one graph that stops at the depth it is fed (export/family_graph.py;
+  `Runtime.open(..., share_weights=True)`): each weight once, but every call passes one `If` per
+  shallower depth;
 - full graph: the deepest graph alone (one model, one depth: the reference cost).
 
 Disk bytes come from the bundle's export.json (`measure_storage` at export), else from the
@@ -36,7 +37,8 @@ HELP = ("disk bytes, resident memory and per-depth latency of the depth family: 
 MB = 1024 * 1024
 
 # Runs in a fresh interpreter: argv[1] = {"paths": [...], "chain": bool, "input": name, "shape": [...],
-# "engine": "onnxruntime" | "openvino", "timed": [[file index, output name or null], ...]}
+# "engine": "onnxruntime" | "openvino", "depth_input": name or null (the family graph's),
+# "timed": [[file index, depth fed to depth_input or null], ...]}
 WORKER = r"""
 import json, sys, time
 import numpy as np
@@ -56,8 +58,8 @@ def ort_calls(paths):
     import onnxruntime
     from glonet_edge.compare import cpu_session
     sessions = [cpu_session(p, threads=1, spin=True) for p in paths]
-    def call(i, out, feeds):
-        return sessions[i].run(None if out is None else [out], feeds)
+    def call(i, feeds):
+        return sessions[i].run(None, feeds)
     return call, [[n.name for n in s.get_inputs()] for s in sessions]
 
 def ov_calls(paths):
@@ -65,10 +67,10 @@ def ov_calls(paths):
     core = ov.Core()
     config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32"}
     requests = [core.compile_model(p, "CPU", config).create_infer_request() for p in paths]
-    def call(i, out, feeds):  # the runtime's call sequence; OpenVINO computes every output, asked or not
+    def call(i, feeds):
         req = requests[i]
         for name, arr in feeds.items():
-            req.set_tensor(name, ov.Tensor(arr, shared_memory=True))
+            req.set_tensor(name, ov.Tensor(arr))
         req.infer()
         return [req.get_output_tensor(j).data.copy() for j in range(len(req.model_outputs))]
     return call, [[p.get_any_name() for p in r.model_inputs] for r in requests]
@@ -79,21 +81,23 @@ import glonet_edge.compare  # noqa: F401  nor is our module that opens the sessi
 before = rss_bytes()
 call, inputs = (ort_calls if spec["engine"] == "onnxruntime" else ov_calls)(spec["paths"])
 x = np.zeros([1] + spec["shape"], np.float32)
-feeds = {spec["input"]: x}
+def depth(d):  # the family graph's second input; nothing for the other layouts
+    return {spec["depth_input"]: np.array(d, np.int64)} if spec["depth_input"] and d is not None else {}
+feeds = {spec["input"]: x, **depth(max([d for _, d in spec["timed"] if d is not None], default=None))}
 for i in range(len(spec["paths"])):  # each once: arenas and kernels allocated, as in serving
-    outs = call(i, None, feeds)
+    outs = call(i, feeds)
     if spec["chain"] and i + 1 < len(spec["paths"]):
         feeds = dict(zip(inputs[i + 1], outs[:-1]))
 after = rss_bytes()
 p50 = []
-for i, out in spec["timed"]:
-    one = {spec["input"]: x}
+for i, d in spec["timed"]:
+    one = {spec["input"]: x, **depth(d)}
     for _ in range(20):
-        call(i, out, one)
+        call(i, one)
     times = []
     for _ in range(200):
         t0 = time.perf_counter()
-        call(i, out, one)
+        call(i, one)
         times.append(time.perf_counter() - t0)
     p50.append(float(np.median(times)) * 1e3)
 print(json.dumps({"before": before, "after": after, "p50_ms": p50}))
@@ -155,16 +159,17 @@ class Layout:
     files: list[Path]
     disk: int  # bytes on disk
     chain: bool = False  # run as a chain, each file's outputs feeding the next
-    # (file index, output name or None for its only output) of the shallowest and the deepest
+    # (file index, the depth to feed the family graph or None) of the shallowest and the deepest
     # depth, timed after loading: what serving one depth costs in this layout
-    timed: list[tuple[int, str | None]] = field(default_factory=list)
+    timed: list[tuple[int, int | None]] = field(default_factory=list)
+    depth_input: str | None = None  # the family graph's input that picks the depth
 
 
 def layouts_of(bundle: Path, graph_paths: dict[int, Path], segment_paths: list[Path], storage: dict[str, int],
                manifest: Any, tmp: Path) -> dict[str, Layout]:
     """The layouts to load, in the order measured; extra files (a shared-weights copy, the
     family graph when the bundle has none, the baseline's identity graph) go to `tmp`."""
-    from ..export.family_graph import family_output
+    from ..export.family_graph import DEPTH_INPUT
 
     shallow, deepest = min(graph_paths), max(graph_paths)
     files = list(graph_paths.values())
@@ -177,8 +182,8 @@ def layouts_of(bundle: Path, graph_paths: dict[int, Path], segment_paths: list[P
         layouts["shared weights"] = Layout(shared_copy(graph_paths, tmp), storage["shared_weights_bytes"],
                                            timed=per_depth)
     family, family_bytes = family_graph(bundle, manifest, graph_paths, tmp)
-    layouts["family graph (one graph, an output per depth)"] = Layout(
-        [family], family_bytes, timed=[(0, family_output(shallow)), (0, family_output(deepest))])
+    layouts["family graph (one graph, stops at the depth fed)"] = Layout(
+        [family], family_bytes, timed=[(0, shallow), (0, deepest)], depth_input=DEPTH_INPUT)
     if segment_paths:
         layouts["segment chain"] = Layout(segment_paths, storage["segments_bytes"], chain=True)
     layouts[f"full graph (depth {deepest})"] = Layout([graph_paths[deepest]], storage["full_graph_bytes"],
@@ -328,7 +333,8 @@ def measure_rss(layout: Layout, engine: str, input_name: str, shape: list[int]) 
     from ..errors import ArtifactError
 
     spec = json.dumps({"paths": [str(p) for p in layout.files], "chain": layout.chain, "input": input_name,
-                       "shape": list(shape), "engine": engine, "timed": [list(t) for t in layout.timed]})
+                       "shape": list(shape), "engine": engine, "timed": [list(t) for t in layout.timed],
+                       "depth_input": layout.depth_input})
     proc = subprocess.run([sys.executable, "-c", WORKER, spec], capture_output=True, text=True, timeout=600,
                           env=_single_thread_env())
     if proc.returncode != 0:

@@ -38,7 +38,7 @@ from ..progress import progress_bar
 from ..provenance import current_sha, metrics_key, stamp
 from ..train.models.base import DepthModel, params_and_macs, segment_macs
 from . import onnx_export
-from .family_graph import FAMILY_GRAPH, check_family_graph, family_output, merge_family
+from .family_graph import DEPTH_INPUT, FAMILY_GRAPH, check_family_graph, merge_family
 from .select import DEFAULT_STEP, resolve_depths
 from .source import ExportSource, from_model, from_run
 from .verify import FamilyCheck, verify_family
@@ -155,7 +155,7 @@ def _write_manifest(stage: Path, src: ExportSource, opset: int, cost: dict[int, 
         stamp(entry, metrics_key("fp32"), current_sha(entry, "fp32"))
     if family is not None:  # recorded on the deepest depth: the family graph answers it and every depth below
         manifest.depths[-1].set_artifact(Artifact.from_file(stage, family, FAMILY_FORMAT, "fp32",
-                                                            extra={"outputs": {str(d): family_output(d) for d in graphs}},
+                                                            extra={"depth_input": DEPTH_INPUT, "depths": sorted(graphs)},
                                                             companions=companions))
     exits = calibrate_bundle(stage, manifest, "fp32", src.x_val, src.y_val)
     manifest.save(stage)
@@ -258,7 +258,7 @@ def _share_family_weights(graphs: dict[int, Path], opset: int, task: str, x: np.
 
 
 def _family_graph(graphs: dict[int, Path], x: np.ndarray) -> Path:
-    """The shared-weights family as one graph with an output per depth (family_graph.py),
+    """The shared-weights family as one graph that answers the depth it is fed (family_graph.py),
     checked against every depth's own graph on held-out rows (check_family_graph)."""
     path = merge_family(graphs, graphs[max(graphs)].parent / FAMILY_GRAPH)
     check_family_graph(path, graphs, x[:256])

@@ -1,17 +1,24 @@
-"""The family graph: every exported depth as one ONNX graph with an output per depth.
+"""The family graph: every exported depth as one ONNX graph that stops at the depth asked for.
 
 Why: each truncated graph loaded on its own session (ONNX Runtime) or compiled model
 (OpenVINO) holds its own copy of every weight it uses, packed for the engine, even when the
 files share one weights file (BENCHMARKS.md, "Memory"). One graph holds each weight once,
-so the whole family costs about one model's memory. The price is latency: neither engine
-skips the nodes a requested output does not need, so every call runs the deepest trunk
-(measured in BENCHMARKS.md); the runtime loads it only when asked (`share_weights=True`).
+so the whole family costs about one model's memory.
 
-The graph is built from the truncated graphs themselves, not re-traced: identical nodes
-(same op, attributes and merged inputs) and identical initializers (same bytes, or the same
-place in a shared weights file) are kept once, so each depth's output is computed by
-exactly the nodes of its own graph: answers are bitwise those of the truncated graphs when
-both run as written (engines' fusions may differ in the last bits; see check_family_graph).
+Built in two steps from the truncated graphs themselves, not re-traced:
+1. merge: identical nodes (same op, attributes and merged inputs) and identical initializers
+   (same bytes, or the same place in a shared weights file) are kept once, one output per
+   depth, so each depth's output is computed by exactly the nodes of its own graph;
+2. stop early: neither engine skips the nodes a requested output does not need, so the merged
+   graph becomes nested `If` nodes with a second input `depth` (int64 scalar). Each level runs
+   the trunk nodes the deeper depths need, then `If(depth <= d)` runs depth d's head and
+   answers, or goes on into the next level. Each (sub)graph holds the weights its own nodes
+   read: with the weights in the main graph, read from the outer scope, ONNX Runtime ran the
+   branches' convolutions about twice as slow (BENCHMARKS.md, "Memory").
+Answers are those of the truncated graphs (bitwise as written; engines' fusions may differ in
+the last bits, see check_family_graph). The price is each `If` passed: 1.1-2x the truncated
+graph's latency (measured in BENCHMARKS.md); the runtime loads it only when asked
+(`share_weights=True`).
 """
 
 from __future__ import annotations
@@ -21,11 +28,19 @@ from pathlib import Path
 from typing import Any
 
 FAMILY_GRAPH = "family.fp32.onnx"
+DEPTH_INPUT = "depth"  # the family graph's second input: the depth to answer (int64 scalar)
 
 
-def family_output(depth: int) -> str:
-    """The family graph's output name for one depth (the runtime requests it by name)."""
+def _depth_output(depth: int) -> str:
+    """The merged graph's output name for one depth (before the early-stop rewrite)."""
     return f"y_{depth:03d}"
+
+
+def depth_feed(depth: int) -> Any:
+    """The value of the family graph's DEPTH_INPUT that makes it answer `depth`."""
+    import numpy as np
+
+    return np.array(depth, np.int64)
 
 
 def _initializer_key(tensor: Any) -> tuple:
@@ -77,10 +92,10 @@ class _Merger:
                 self.producers.update((o, (merged, i, key)) for i, o in enumerate(outs) if o)
             names.update(zip(node.output, self.node_outputs[key]))
         (out,) = graph.output
-        self._name_output(names[out.name], family_output(depth))
+        self._name_output(names[out.name], _depth_output(depth))
         info = onnx.ValueInfoProto()
         info.CopyFrom(out)
-        info.name = family_output(depth)
+        info.name = _depth_output(depth)
         self.outputs.append(info)
 
     def _name_output(self, tensor: str, name: str) -> None:
@@ -100,7 +115,7 @@ class _Merger:
 
 
 def merge_family(graphs: dict[int, Path], out: Path) -> Path:
-    """Write the graphs (one output each, one common input) as one graph at `out`.
+    """Write the graphs (one output each, one common input) as the family graph at `out`.
 
     Graphs sharing a weights file keep pointing at it, so `out` must sit in their directory."""
     import onnx
@@ -114,9 +129,74 @@ def merge_family(graphs: dict[int, Path], out: Path) -> Path:
         merger.add(depth, model.graph)
     graph = helper.make_graph(merger.nodes, "glonet_family", list(first.graph.input), merger.outputs,
                               initializer=merger.initializers)
-    model = helper.make_model(graph, opset_imports=list(first.opset_import), ir_version=first.ir_version)
-    onnx.save_model(model, str(out))
+    merged = helper.make_model(graph, opset_imports=list(first.opset_import), ir_version=first.ir_version)
+    onnx.save_model(_stop_early(merged, first.graph.output[0].name), str(out))
     return out
+
+
+def _upstream(tensor: str, producers: dict[str, Any]) -> set[int]:
+    """ids of the nodes `tensor` is computed from."""
+    seen, stack = set(), [tensor]
+    while stack:
+        node = producers.get(stack.pop())
+        if node is not None and id(node) not in seen:
+            seen.add(id(node))
+            stack.extend(node.input)
+    return seen
+
+
+class _EarlyStop:
+    """Rewrites a merged graph (an output per depth) as nested If levels (module docstring)."""
+
+    def __init__(self, merged: Any):
+        graph = merged.graph
+        producers = {out: node for node in graph.node for out in node.output}
+        self.nodes = list(graph.node)  # topological order, kept in every level
+        self.outputs = sorted((o.name for o in graph.output), key=lambda name: int(name.split("_")[1]))
+        self.needs = [_upstream(name, producers) for name in self.outputs]
+        self.weights = {t.name: t for t in graph.initializer}
+        self.answer_type = graph.output[0].type  # every depth answers the same (batch, outputs) type
+        self.done: set[int] = set()
+
+    def _graph(self, nodes: list[Any], name: str, output: str, outer: set[str], extra: list[Any] = ()) -> Any:
+        """A (sub)graph holding the weights its nodes read, except those an enclosing graph holds
+        (a subgraph may read an outer name but must not define it again)."""
+        from onnx import helper
+
+        read = dict.fromkeys(i for n in nodes for i in n.input if i in self.weights and i not in outer)
+        return helper.make_graph(nodes, name, [], [helper.make_value_info(output, self.answer_type)],
+                                 initializer=[self.weights[i] for i in read] + list(extra))
+
+    def level(self, i: int, answer: str, outer: frozenset[str] = frozenset()) -> Any:
+        """The graph answering every depth from the i-th on, its answer named `answer`."""
+        from onnx import helper, numpy_helper
+
+        pick = lambda ids: [n for n in self.nodes if id(n) in ids]  # noqa: E731
+        if i == len(self.outputs) - 1:
+            rest = pick(self.needs[i] - self.done) + [helper.make_node("Identity", [self.outputs[i]], [answer])]
+            return self._graph(rest, answer, answer, outer)
+        deeper = set().union(*self.needs[i + 1:])
+        trunk, head = pick((self.needs[i] & deeper) - self.done), pick(self.needs[i] - deeper - self.done)
+        self.done |= {id(n) for n in trunk}
+        held = outer | {w for n in trunk for w in n.input if w in self.weights}
+        depth = int(self.outputs[i].split("_")[1])
+        then = self._graph(head + [helper.make_node("Identity", [self.outputs[i]], [f"then_{depth}"])],
+                           f"then_{depth}", f"then_{depth}", held)
+        other = self.level(i + 1, f"else_{depth}", frozenset(held))
+        stop = [helper.make_node("LessOrEqual", [DEPTH_INPUT, f"depth_{depth}"], [f"stop_{depth}"]),
+                helper.make_node("If", [f"stop_{depth}"], [answer], then_branch=then, else_branch=other)]
+        return self._graph(trunk + stop, answer, answer, outer,
+                           [numpy_helper.from_array(depth_feed(depth), f"depth_{depth}")])
+
+
+def _stop_early(merged: Any, answer: str) -> Any:
+    from onnx import TensorProto, helper
+
+    body = _EarlyStop(merged).level(0, answer)
+    graph = helper.make_graph(list(body.node), "glonet_family", [*merged.graph.input,
+                              helper.make_tensor_value_info(DEPTH_INPUT, TensorProto.INT64, [])],
+                              list(body.output), initializer=list(body.initializer))
+    return helper.make_model(graph, opset_imports=list(merged.opset_import), ir_version=merged.ir_version)
 
 
 def check_family_graph(path: Path, graphs: dict[int, Path], x: Any, tolerance: float = 1e-6) -> None:
@@ -133,13 +213,13 @@ def check_family_graph(path: Path, graphs: dict[int, Path], x: Any, tolerance: f
 
     for optimize in (False, True):
         family = cpu_session(path, threads=1, optimize=optimize)
-        feeds = {family.get_inputs()[0].name: x}
-        merged = dict(zip([o.name for o in family.get_outputs()], family.run(None, feeds)))
+        name = next(i.name for i in family.get_inputs() if i.name != DEPTH_INPUT)
         for depth, graph in sorted(graphs.items()):
-            (own,) = cpu_session(graph, threads=1, optimize=optimize).run(None, feeds)
-            err = max_abs_error(merged[family_output(depth)], own)
+            (answer,) = family.run(None, {name: x, DEPTH_INPUT: depth_feed(depth)})
+            (own,) = cpu_session(graph, threads=1, optimize=optimize).run(None, {name: x})
+            err = max_abs_error(answer, own)
             limit = tolerance * max(1.0, float(np.abs(own).max())) if optimize else 0.0
             if not err <= limit:
-                raise ArtifactError(f"the family graph's depth-{depth} output differs from {graph.name} by {err:.3g} "
+                raise ArtifactError(f"the family graph's depth-{depth} answer differs from {graph.name} by {err:.3g} "
                                     f"({'optimized' if optimize else 'as written'}; limit {limit:.3g}); please report "
                                     "this (the merge must keep every depth's nodes as they are)")

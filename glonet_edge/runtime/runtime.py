@@ -33,6 +33,7 @@ from ..exits import ExitCalibration
 from ..manifest import FAMILY_FORMAT, Artifact, BundleManifest
 from ..provenance import stale_exits
 from ..targets import CompiledModel, Target, get_target, list_targets, load_artifact
+from ..targets.base import FixedFeeds
 from .adaptive import ChainResult, SegmentChain
 from .int8_speed import choose_precision, slower_int8
 from .policy import (COST_MODELS, DEFAULT_COST_MODEL, Decision, DepthPolicy, PolicyConfig, estimate_costs, exit_budget,
@@ -43,7 +44,7 @@ logger = logging.getLogger("glonet_edge.runtime")
 
 # What `resources()` reports as the memory layout of the loaded depths.
 PER_DEPTH_LAYOUT = "per-depth graphs"  # one compiled model per depth, each with its own weights
-FAMILY_GRAPH_LAYOUT = "family graph"  # one compiled model, an output per depth, each weight once
+FAMILY_GRAPH_LAYOUT = "family graph"  # one compiled model that stops at the depth fed, each weight once
 
 
 class Prediction(NamedTuple):
@@ -117,10 +118,11 @@ class Runtime:
         (`precision_reason` says why); int8 that profiled slower than fp32 is logged as a warning.
         adaptive: `infer` and `infer_anytime` stop each row when it is sure (the segment chain and
         the bundle's exit thresholds for `precision` are loaded).
-        share_weights: serve every depth from the family graph (one graph, an output per depth,
-        from `glonet export --shared-weights`): about one model's memory for the whole family,
-        but each call runs the full depth's trunk, so shallow depths lose their speed (fp32,
-        onnxruntime and openvino; BENCHMARKS.md, "Memory"). Off by default for that reason.
+        share_weights: serve every depth from the family graph (one graph that stops at the depth
+        it is fed, from `glonet export --shared-weights`): about one model's memory for the whole
+        family, but each call passes one `If` per shallower depth, so it is slower than the
+        depth's own graph (fp32, onnxruntime and openvino; BENCHMARKS.md, "Memory"). Off by
+        default for that reason.
         """
         bundle = Path(bundle)
         manifest = BundleManifest.load(bundle)
@@ -394,13 +396,16 @@ def _family_views(bundle: Path, manifest: BundleManifest, engine: Target, precis
     artifact = deepest.artifact(FAMILY_FORMAT, "fp32")
     if artifact is None:
         raise ArtifactError(f"bundle {bundle} has no family graph; re-export it with `glonet export --shared-weights`")
+    depth_input, answered = artifact.extra.get("depth_input"), artifact.extra.get("depths", [])
+    if not depth_input:  # the multi-output family graph of glonet-edge before the early-stop rewrite
+        raise ArtifactError(f"bundle {bundle}'s family graph has no depth input (an older export); re-export it "
+                            "with `glonet export --shared-weights`")
     # Through load_artifact like every other artifact: provenance, sha256 of the graph and its weights file
     family = load_artifact(bundle, artifact, engine, verify=verify, holder=deepest, **options)
-    # Said once at open: a shallower depth no longer saves compute (nor the energy the policy expects).
-    logger.info("share_weights: every depth of %s runs the family graph's whole trunk", bundle)
-    outputs = artifact.extra.get("outputs", {})
-    views = {e.depth: family.output_view(outputs[str(e.depth)]) for e in manifest.depths
-             if str(e.depth) in outputs and "fp32" not in e.rejected}
+    # Said once at open: each call passes one If per shallower depth (BENCHMARKS.md, "Memory").
+    logger.info("share_weights: every depth of %s is served by one early-stopping family graph", bundle)
+    views = {e.depth: FixedFeeds(family, {depth_input: np.array(e.depth, np.int64)}) for e in manifest.depths
+             if e.depth in answered and "fp32" not in e.rejected}
     return views, [artifact]
 
 

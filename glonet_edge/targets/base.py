@@ -85,12 +85,6 @@ class CompiledModel(ABC):
         runtime's overhead against the raw engine. Not thread-safe unless stated; feeds must
         already be float32 and contiguous; what it returns is engine-specific."""
 
-    def output_view(self, name: str) -> "CompiledModel":
-        """This model answering only its output `name` (the runtime's family graph serves each
-        depth this way); the view shares the engine model, so it costs no memory. Engines that
-        load the family graph (onnxruntime, openvino) implement it."""
-        raise ConfigError(f"{self.target} models do not serve one output of a multi-output graph")
-
     def close(self) -> None:
         """Release engine resources (idempotent)."""
 
@@ -102,6 +96,28 @@ class CompiledModel(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.target}/{self.precision} in={self.input_names} out={self.output_names}>"
+
+
+class FixedFeeds(CompiledModel):
+    """`model` with some inputs always fed the same values: the family graph's `depth`, one view
+    per depth (export/family_graph.py). Views share the engine model, so they cost no memory, and
+    closing one leaves the model to the others; callers feed the remaining inputs."""
+
+    def __init__(self, model: CompiledModel, fixed: dict[str, np.ndarray]):
+        self.model, self.fixed = model, fixed
+        self.target, self.precision = model.target, model.precision
+        self.input_names = [n for n in model.input_names if n not in fixed]
+        self.output_names = model.output_names
+
+    def run(self, feeds: dict[str, Any]) -> list[np.ndarray]:
+        return self.model.run_validated({**self.check_feeds(feeds), **self.fixed})
+
+    def run_validated(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.model.run_validated({**feeds, **self.fixed})
+
+    def raw_callable(self) -> Callable[[dict[str, np.ndarray]], Any]:
+        raw, fixed = self.model.raw_callable(), self.fixed
+        return lambda feeds: raw({**feeds, **fixed})
 
 
 class Target(ABC):

@@ -9,7 +9,6 @@ every thread.
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -58,14 +57,6 @@ class OrtCompiledModel(CompiledModel):
     def raw_callable(self) -> Callable[[dict[str, np.ndarray]], Any]:
         run, names = self.session.run, self.output_names
         return lambda feeds: run(names, feeds)
-
-    def output_view(self, name: str) -> "OrtCompiledModel":
-        # Same session, asked for one output by name: ORT copies out only that one.
-        if name not in self.output_names:
-            raise ConfigError(f"ONNX Runtime model has no output {name!r}; it has {self.output_names}")
-        view = copy.copy(self)
-        view.output_names = [name]
-        return view
 
 
 class OnnxRuntimeTarget(Target):

@@ -16,7 +16,6 @@ InferRequest per calling thread (run_validated). Only numpy is imported at modul
 
 from __future__ import annotations
 
-import copy
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -78,7 +77,7 @@ class _RequestSlot:
             self.inputs.append((tensor.data, name))
         self.outputs: list[np.ndarray] | None = None
 
-    def preset_outputs(self, indices: Any) -> list[np.ndarray]:
+    def preset_outputs(self) -> list[np.ndarray]:
         """Copies of this first call's outputs; later calls write into arrays of these shapes
         (every glonet graph's output shapes follow from its input shapes)."""
         from openvino import Tensor
@@ -87,7 +86,7 @@ class _RequestSlot:
         self.outputs = [np.empty_like(out) for out in outputs]
         for i, array in enumerate(self.outputs):
             self.request.set_output_tensor(i, Tensor(array, shared_memory=True))
-        return [outputs[i] for i in indices]
+        return outputs
 
 
 class OVCompiledModel(CompiledModel):
@@ -100,7 +99,6 @@ class OVCompiledModel(CompiledModel):
         self.config = config
         self.input_names = [p.get_any_name() for p in compiled.inputs]
         self.output_names = [p.get_any_name() for p in compiled.outputs]
-        self._output_indices = range(len(compiled.outputs))
         self._single_output = len(compiled.outputs) == 1
         self._inputs = list(zip(self.input_names, compiled.inputs))
         # One InferRequest per calling thread and input shapes (_RequestSlot), made on first use:
@@ -121,10 +119,10 @@ class OVCompiledModel(CompiledModel):
                 np.copyto(buffer, feeds[name])
             slot.request.infer()
             if slot.outputs is None:  # first call at these shapes: from now on OpenVINO writes into our arrays
-                return slot.preset_outputs(self._output_indices)
+                return slot.preset_outputs()
             if self._single_output:  # the truncated graphs; spares a list comprehension per call
                 return [slot.outputs[0].copy()]
-            return [slot.outputs[i].copy() for i in self._output_indices]
+            return [out.copy() for out in slot.outputs]
         except RuntimeError as exc:
             raise ConfigError(f"OpenVINO inference failed ({exc}); check the input shapes "
                               f"({', '.join(self.input_names)})") from exc
@@ -144,29 +142,19 @@ class OVCompiledModel(CompiledModel):
 
     def raw_callable(self) -> Callable[[dict[str, np.ndarray]], Any]:
         """One dedicated InferRequest, zero-copy in and out (single-threaded use only): the
-        leanest OpenVINO call sequence, returning a view of the first (an output view's) output."""
+        leanest OpenVINO call sequence, returning a view of the first output."""
         if self._raw_request is None:
             self._raw_request = self.compiled.create_infer_request()
         req, inputs, tensor = self._raw_request, self._inputs, self._tensor
-        first = self._output_indices[0]  # an output view's own output
 
         def raw(feeds: dict[str, np.ndarray]) -> Any:
             for name, port in inputs:
                 arr = feeds[name]
                 req.set_tensor(port, tensor(arr, shared_memory=arr.flags.writeable))
             req.infer()
-            return req.get_output_tensor(first).data
+            return req.get_output_tensor(0).data
 
         return raw
-
-    def output_view(self, name: str) -> "OVCompiledModel":
-        # Same compiled model and per-thread requests; copies out only output `name`.
-        if name not in self.output_names:
-            raise ConfigError(f"OpenVINO model has no output {name!r}; it has {self.output_names}")
-        view = copy.copy(self)
-        view.output_names, view._output_indices = [name], [self.output_names.index(name)]
-        view._single_output = False
-        return view
 
     def close(self) -> None:
         self._per_thread = threading.local()  # drops every thread's request with the old object

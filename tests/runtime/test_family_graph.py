@@ -1,6 +1,6 @@
-"""The family graph (every depth in one graph, an output per depth) and the runtime serving
-every depth from it (`Runtime.open(..., share_weights=True)`): same answers as the per-depth
-graphs, refused when its files fail their checksums, its layout visible in resources()."""
+"""The family graph (every depth in one graph that stops at the depth it is fed) and the runtime
+serving every depth from it (`Runtime.open(..., share_weights=True)`): same answers as the
+per-depth graphs, refused when its files fail their checksums, its layout visible in resources()."""
 
 from __future__ import annotations
 
@@ -44,6 +44,15 @@ def _open(bundle: Path, **kw) -> Runtime:
     return Runtime.open(bundle, power="none", anytime=False, threads=1, **kw)
 
 
+def _graphs_within(graph):
+    """The graph and every branch graph nested in it."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.g.node:
+                yield from _graphs_within(attr.g)
+
+
 def test_export_records_the_family_graph(shared_bundle_src):
     import onnx
 
@@ -51,15 +60,29 @@ def test_export_records_the_family_graph(shared_bundle_src):
     deepest = max(manifest.depths, key=lambda e: e.depth)
     art = deepest.artifact(FAMILY_FORMAT, "fp32")
     assert art is not None and art.companions  # the graph and the shared weights file it reads
-    assert set(art.extra["outputs"]) == {str(e.depth) for e in manifest.depths}
+    assert art.extra == {"depth_input": "depth", "depths": [e.depth for e in manifest.depths]}
     assert deepest.artifact("onnx", "fp32").path != art.path  # a depth's own graph is still found by "onnx"
     family = onnx.load(str(shared_bundle_src / art.path), load_external_data=False)
-    own = [onnx.load(str(shared_bundle_src / e.artifact("onnx", "fp32").path), load_external_data=False)
-           for e in manifest.depths]
-    # Each block and weight once: the deepest graph's nodes plus one head per shallower depth.
-    assert len(family.graph.node) < sum(len(m.graph.node) for m in own)
-    # Every shallower graph's weights are the deepest graph's: each is kept once.
-    assert len(family.graph.initializer) == len(own[-1].graph.initializer)
+    own = onnx.load(str(shared_bundle_src / deepest.artifact("onnx", "fp32").path), load_external_data=False)
+    assert [i.name for i in family.graph.input] == [manifest.input_name, "depth"] and len(family.graph.output) == 1
+    graphs = list(_graphs_within(family.graph))
+    # One If per depth but the deepest: a call stops at the depth it is fed.
+    assert sum(n.op_type == "If" for g in graphs for n in g.node) == len(manifest.depths) - 1
+    # Every weight of the deepest graph is held, by the (sub)graph that reads it; only the
+    # shared head's weights, read in each depth's branch, are held more than once.
+    held = [t.name for g in graphs for t in g.initializer if not t.name.startswith("depth_")]
+    assert set(held) == {t.name for t in own.graph.initializer}
+    twice = {name for name in held if held.count(name) > 1}
+    assert twice and all(name.startswith("m.head.") for name in twice), twice
+
+
+def test_an_older_family_graph_without_a_depth_input_is_refused(shared_bundle):
+    manifest = BundleManifest.load(shared_bundle)
+    art = max(manifest.depths, key=lambda e: e.depth).artifact(FAMILY_FORMAT, "fp32")
+    art.extra = {"outputs": {str(e.depth): f"y_{e.depth:03d}" for e in manifest.depths}}  # the layout before
+    manifest.save(shared_bundle)
+    with pytest.raises(ArtifactError, match="re-export it with `glonet export --shared-weights`"):
+        _open(shared_bundle, share_weights=True)
 
 
 def test_onnxruntime_family_graph_answers_bitwise_like_per_depth_graphs(shared_bundle):
@@ -139,18 +162,20 @@ def test_merge_keeps_every_depth_of_a_cnn_family(cnn_bundle, tmp_path):
 
 def test_a_wrong_family_graph_is_caught(fc_bundle):
     import onnx
+    from onnx import numpy_helper
 
-    from glonet_edge.export.family_graph import check_family_graph, family_output, merge_family
+    from glonet_edge.export.family_graph import check_family_graph, merge_family
 
     manifest = BundleManifest.load(fc_bundle)
     graphs = {e.depth: fc_bundle / e.artifact("onnx", "fp32").path for e in manifest.depths}
     path = merge_family(graphs, fc_bundle / "onnx" / "family.onnx")
     model = onnx.load(str(path))
-    first, last = family_output(min(graphs)), family_output(max(graphs))
-    for node in model.graph.node:  # swap two depths' answers
-        node.output[:] = [{first: last, last: first}.get(o, o) for o in node.output]
+    shallow, next_depth = sorted(graphs)[:2]
+    for t in model.graph.initializer:  # the first level stops one depth too late: `next_depth` gets `shallow`'s answer
+        if t.name == f"depth_{shallow}":
+            t.CopyFrom(numpy_helper.from_array(np.array(next_depth, np.int64), t.name))
     onnx.save(model, str(path))
-    with pytest.raises(ArtifactError, match="differs"):
+    with pytest.raises(ArtifactError, match=f"depth-{next_depth} answer differs"):
         check_family_graph(path, graphs, _inputs(manifest))
 
 
@@ -180,19 +205,16 @@ def test_closing_one_depth_of_the_family_graph_leaves_the_others(shared_bundle, 
     """Every depth is a view of one loaded model: closing one view must not close the model
     under the others."""
     pytest.importorskip(target)
-    from glonet_edge.export.family_graph import family_output
-    from glonet_edge.targets import get_target
-
-    manifest = BundleManifest.load(shared_bundle)
-    art = max(manifest.depths, key=lambda e: e.depth).artifact(FAMILY_FORMAT, "fp32")
-    family = get_target(target).load(shared_bundle / art.path, "fp32", threads=1, cache_dir=False)
-    views = {e.depth: family.output_view(family_output(e.depth)) for e in manifest.depths}
-    feeds = {manifest.input_name: _inputs(manifest)}
-    before = {d: v.run(feeds)[0] for d, v in views.items()}
-    closed = min(views)
-    views.pop(closed).close()
-    for depth, view in views.items():
-        np.testing.assert_array_equal(view.run(feeds)[0], before[depth], err_msg=str(depth))
+    rt = _open(shared_bundle, target=target, share_weights=True)
+    x = _inputs(rt.manifest)
+    before = _single_thread_answers(rt, x)
+    closed = min(rt.depths)
+    rt._models[closed].close()
+    for depth in rt.depths:
+        if depth != closed:
+            rt.set_depth(depth)
+            np.testing.assert_array_equal(np.concatenate([rt.infer(x[i:i + 1]).outputs for i in range(len(x))]),
+                                          before[depth], err_msg=str(depth))
 
 
 def test_doctor_finds_the_family_graph_loadable(shared_bundle):

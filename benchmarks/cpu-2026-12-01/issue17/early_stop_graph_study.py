@@ -2,8 +2,10 @@
 
     PYTHONPATH=. python benchmarks/cpu-2026-12-01/issue17/early_stop_graph_study.py BUNDLE DEPTHS
 
-BUNDLE: exported with `glonet export --depths all --shared-weights` (it holds the family graph
-onnx/family.fp32.onnx, every depth's output computed by the nodes of its own graph). This
+BUNDLE: exported with `glonet export --depths all --shared-weights` by glonet-edge at commit
+959b294 or earlier, whose onnx/family.fp32.onnx is the merged graph with an output per depth
+(every depth's output computed by the nodes of its own graph); since then export writes the
+early-stop graph itself (export/family_graph.py, the "weights in the (sub)graph" layout). This
 script rewrites it as one graph with a second input `depth` (int64 scalar): the nodes the next
 depth needs run, then `If(depth <= d)` either runs depth d's head and returns its answer or goes
 on into the next level (the else branch). Each weight stays one initializer of the main graph,
@@ -26,16 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _needs(tensor: str, producers: dict) -> set[int]:
-    """ids of the nodes `tensor` is computed from."""
-    seen, stack = set(), [tensor]
-    while stack:
-        node = producers.get(stack.pop())
-        if node is not None and id(node) not in seen:
-            seen.add(id(node))
-            stack.extend(node.input)
-    return seen
+from glonet_edge.export.family_graph import _upstream as _needs  # the same walk as the product's
 
 
 def _read_by(nodes: list, weights: dict) -> list:
