@@ -197,10 +197,11 @@ def layouts_of(bundle: Path, graph_paths: dict[int, Path], segment_paths: list[P
 
 def family_graph(bundle: Path, manifest: Any, graph_paths: dict[int, Path], tmp: Path) -> tuple[Path, int]:
     """The bundle's family graph (`glonet export --shared-weights`) and its bytes with the
-    weights file; for other bundles one merged from the graphs into `tmp` (weights inline)."""
-    import shutil
-
-    from ..export.family_graph import merge_family
+    weights file; for other bundles the one that export would write, made in `tmp` from copies
+    of the graphs sharing one weights file (the layout the runtime serves: with the weights
+    inline in its branch graphs, ONNX Runtime holds far more, BENCHMARKS.md "Memory")."""
+    from ..export.bundle import FAMILY_WEIGHTS
+    from ..export.family_graph import FAMILY_GRAPH, merge_family
     from ..manifest import FAMILY_FORMAT
 
     art = manifest.depth(max(graph_paths)).artifact(FAMILY_FORMAT, "fp32")
@@ -208,13 +209,8 @@ def family_graph(bundle: Path, manifest: Any, graph_paths: dict[int, Path], tmp:
         return bundle / art.path, art.total_bytes
     folder = tmp / "family"
     folder.mkdir()
-    # merge_family reads the graphs without their external data; the merged graph keeps pointing
-    # at the weights files by name, so those go next to it.
-    companions = {c["path"] for d in graph_paths for c in manifest.depth(d).artifact("onnx", "fp32").companions}
-    for rel in companions:
-        shutil.copy(bundle / rel, folder / Path(rel).name)
-    path = merge_family(graph_paths, folder / "family.onnx")
-    return path, path.stat().st_size + sum((folder / Path(rel).name).stat().st_size for rel in companions)
+    path = merge_family(dict(zip(graph_paths, shared_copy(graph_paths, folder))), folder / FAMILY_GRAPH)
+    return path, path.stat().st_size + (folder / FAMILY_WEIGHTS).stat().st_size
 
 
 def measure_layouts(layouts: dict[str, Layout], engines: list[str], manifest: Any, storage: dict[str, int],

@@ -234,3 +234,28 @@ def test_doctor_finds_the_family_graph_loadable(shared_bundle):
     path, problem, fix = artifact_problem(shared_bundle, art, platform.machine(), targets, deepest)
     assert "truncated or replaced" in problem, problem
     assert "glonet export" in fix
+
+
+def test_bench_memory_measures_the_family_graph_export_writes(fc_served_bundle, shared_bundle_src, tmp_path):
+    """`glonet bench memory` on a bundle exported without --shared-weights measures the family
+    graph that export would write (weights in one external file), not a graph with its weights
+    inline: that one costs ONNX Runtime more than every depth graph (BENCHMARKS.md, "Memory")."""
+    import onnx
+
+    from glonet_edge.bench.memory import family_graph
+    from glonet_edge.export.bundle import FAMILY_WEIGHTS
+
+    manifest = BundleManifest.load(fc_served_bundle)  # fc_run at every depth, without --shared-weights
+    assert manifest.depths[-1].artifact(FAMILY_FORMAT, "fp32") is None
+    graphs = {e.depth: fc_served_bundle / e.artifact("onnx", "fp32").path for e in manifest.depths}
+    path, disk = family_graph(fc_served_bundle, manifest, graphs, tmp_path)
+    weights = path.parent / FAMILY_WEIGHTS
+    assert disk == path.stat().st_size + weights.stat().st_size
+    model = onnx.load(str(path), load_external_data=False)
+    held = [t for g in _graphs_within(model.graph) for t in g.initializer if not t.name.startswith("depth_")]
+    big = [t for t in held if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert big and {e.value for t in big for e in t.external_data if e.key == "location"} == {FAMILY_WEIGHTS}
+    # Built the way export builds it from the same run: the same nodes, in the same nested Ifs.
+    exported = BundleManifest.load(shared_bundle_src).depths[-1].artifact(FAMILY_FORMAT, "fp32")
+    ops = lambda m: [(g.name, sorted(n.op_type for n in g.node)) for g in _graphs_within(m.graph)]  # noqa: E731
+    assert ops(model) == ops(onnx.load(str(shared_bundle_src / exported.path), load_external_data=False))
