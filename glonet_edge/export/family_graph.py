@@ -16,7 +16,7 @@ Built in two steps from the truncated graphs themselves, not re-traced:
    read: with the weights in the main graph, read from the outer scope, ONNX Runtime ran the
    branches' convolutions about twice as slow (BENCHMARKS.md, "Memory").
 Answers are those of the truncated graphs (bitwise as written; engines' fusions may differ in
-the last bits, see check_family_graph). The price is each `If` passed: 1.1-2x the truncated
+the last bits, see check_family_graph). The price is each `If` passed: 1.1-2.3x the truncated
 graph's latency (measured in BENCHMARKS.md); the runtime loads it only when asked
 (`share_weights=True`).
 """
