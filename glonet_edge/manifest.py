@@ -44,6 +44,9 @@ def _is_number(v: Any) -> bool:
 # depth, recorded on the deepest depth's entry. Its own format so that lookups of a depth's
 # "onnx" graph never return it.
 FAMILY_FORMAT = "onnx-family"
+# Each depth of a family graph but the deepest nests one If (three protobuf levels) in the
+# previous; onnx and the engines parse at most 100 levels: 32 depths load, 33 do not (measured).
+MAX_FAMILY_DEPTHS = 32
 # ONNX Runtime's own int8 graph (quantize/flavours.py), quantized from the fp32 graph and served by
 # the onnxruntime target only.
 ORT_FORMAT = "onnxruntime"

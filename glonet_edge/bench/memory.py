@@ -170,6 +170,7 @@ def layouts_of(bundle: Path, graph_paths: dict[int, Path], segment_paths: list[P
     """The layouts to load, in the order measured; extra files (a shared-weights copy, the
     family graph when the bundle has none, the baseline's identity graph) go to `tmp`."""
     from ..export.family_graph import DEPTH_INPUT
+    from ..manifest import MAX_FAMILY_DEPTHS
 
     shallow, deepest = min(graph_paths), max(graph_paths)
     files = list(graph_paths.values())
@@ -181,9 +182,10 @@ def layouts_of(bundle: Path, graph_paths: dict[int, Path], segment_paths: list[P
     if not shared and "shared_weights_bytes" in storage:
         layouts["shared weights"] = Layout(shared_copy(graph_paths, tmp), storage["shared_weights_bytes"],
                                            timed=per_depth)
-    family, family_bytes = family_graph(bundle, manifest, graph_paths, tmp)
-    layouts["family graph (one graph, stops at the depth fed)"] = Layout(
-        [family], family_bytes, timed=[(0, shallow), (0, deepest)], depth_input=DEPTH_INPUT)
+    if len(graph_paths) <= MAX_FAMILY_DEPTHS:  # deeper families have no family graph (manifest.MAX_FAMILY_DEPTHS)
+        family, family_bytes = family_graph(bundle, manifest, graph_paths, tmp)
+        layouts["family graph (one graph, stops at the depth fed)"] = Layout(
+            [family], family_bytes, timed=[(0, shallow), (0, deepest)], depth_input=DEPTH_INPUT)
     if segment_paths:
         layouts["segment chain"] = Layout(segment_paths, storage["segments_bytes"], chain=True)
     layouts[f"full graph (depth {deepest})"] = Layout([graph_paths[deepest]], storage["full_graph_bytes"],
@@ -205,7 +207,7 @@ def family_graph(bundle: Path, manifest: Any, graph_paths: dict[int, Path], tmp:
     from ..manifest import FAMILY_FORMAT
 
     art = manifest.depth(max(graph_paths)).artifact(FAMILY_FORMAT, "fp32")
-    if art is not None:
+    if art is not None and art.extra.get("depth_input"):  # not an older export's graph with an output per depth
         return bundle / art.path, art.total_bytes
     folder = tmp / "family"
     folder.mkdir()

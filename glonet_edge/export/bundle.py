@@ -19,6 +19,7 @@ the previous bundle (or nothing) in place.
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 import tempfile
 import time
@@ -33,7 +34,8 @@ from ..data import score
 from ..errors import ConfigError
 from ..exit_calibration import calibrate_bundle
 from ..fileio import atomic_write_json, staged_directory
-from ..manifest import FAMILY_FORMAT, MANIFEST_NAME, Artifact, BundleManifest, DepthEntry, SegmentEntry
+from ..manifest import (FAMILY_FORMAT, MANIFEST_NAME, MAX_FAMILY_DEPTHS, Artifact, BundleManifest, DepthEntry,
+                        SegmentEntry)
 from ..progress import progress_bar
 from ..provenance import current_sha, metrics_key, stamp
 from ..train.models.base import DepthModel, params_and_macs, segment_macs
@@ -42,6 +44,8 @@ from .family_graph import DEPTH_INPUT, FAMILY_GRAPH, check_family_graph, merge_f
 from .select import DEFAULT_STEP, resolve_depths
 from .source import ExportSource, from_model, from_run
 from .verify import FamilyCheck, verify_family
+
+logger = logging.getLogger(__name__)
 
 REPORT_NAME = "export.json"
 FAMILY_WEIGHTS = "family.fp32.bin"
@@ -257,9 +261,15 @@ def _share_family_weights(graphs: dict[int, Path], opset: int, task: str, x: np.
     return weights
 
 
-def _family_graph(graphs: dict[int, Path], x: np.ndarray) -> Path:
+def _family_graph(graphs: dict[int, Path], x: np.ndarray) -> Path | None:
     """The shared-weights family as one graph that answers the depth it is fed (family_graph.py),
-    checked against every depth's own graph on held-out rows (check_family_graph)."""
+    checked against every depth's own graph on held-out rows (check_family_graph); None, said
+    once, for more depths than one graph can nest (the shared weights file is still written)."""
+    if len(graphs) > MAX_FAMILY_DEPTHS:
+        logger.warning("no family graph: %d depths exported, one graph answers at most %d; "
+                       "Runtime.open(share_weights=True) needs a bundle exported with fewer --depths",
+                       len(graphs), MAX_FAMILY_DEPTHS)
+        return None
     path = merge_family(graphs, graphs[max(graphs)].parent / FAMILY_GRAPH)
     check_family_graph(path, graphs, x[:256])
     return path

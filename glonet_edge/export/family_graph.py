@@ -2,8 +2,9 @@
 
 Why: each truncated graph loaded on its own session (ONNX Runtime) or compiled model
 (OpenVINO) holds its own copy of every weight it uses, packed for the engine, even when the
-files share one weights file (BENCHMARKS.md, "Memory"). One graph holds each weight once,
-so the whole family costs about one model's memory.
+files share one weights file (BENCHMARKS.md, "Memory"). One graph holds each trunk weight
+once (only the shared head's small weights are repeated, once per depth's branch), so the
+whole family costs close to one model's memory: 1.06-1.36x measured.
 
 Built in two steps from the truncated graphs themselves, not re-traced:
 1. merge: identical nodes (same op, attributes and merged inputs) and identical initializers
@@ -26,6 +27,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 from typing import Any
+
+from ..errors import ConfigError
+from ..manifest import MAX_FAMILY_DEPTHS
 
 FAMILY_GRAPH = "family.fp32.onnx"
 DEPTH_INPUT = "depth"  # the family graph's second input: the depth to answer (int64 scalar)
@@ -117,9 +121,15 @@ class _Merger:
 def merge_family(graphs: dict[int, Path], out: Path) -> Path:
     """Write the graphs (one output each, one common input) as the family graph at `out`.
 
-    Graphs sharing a weights file keep pointing at it, so `out` must sit in their directory."""
+    Graphs sharing a weights file keep pointing at it, so `out` must sit in their directory.
+    A depth that is not one of the graphs' is answered by the next deeper one (the deepest
+    beyond it): callers feed the depths they merged."""
     import onnx
     from onnx import helper
+
+    if len(graphs) > MAX_FAMILY_DEPTHS:
+        raise ConfigError(f"a family graph answers at most {MAX_FAMILY_DEPTHS} depths (its nested Ifs reach "
+                          f"protobuf's nesting limit), got {len(graphs)}; export fewer depths (--depths)")
 
     merger, first = _Merger(), None
     for depth in sorted(graphs):

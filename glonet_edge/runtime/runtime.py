@@ -8,8 +8,8 @@
     rt = Runtime.open("BUNDLE", adaptive=True)  # each row stops when it is sure (exits.py)
     pred = rt.infer(x)                       # pred.depths: the depth each row stopped at
 
-    rt = Runtime.open("BUNDLE", share_weights=True)  # every depth from one graph: one model's memory,
-                                             # full-depth latency (BENCHMARKS.md, "Memory")
+    rt = Runtime.open("BUNDLE", share_weights=True)  # every depth from one graph that stops there: close to
+                                             # one model's memory, 1.1-2.3x slower calls (BENCHMARKS.md, "Memory")
 
 Imports numpy, the standard library and one engine library (through targets/): never torch,
 onnx or nncf. The hot path is a dict lookup and one engine call; the power source is read by
@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import ArtifactError, ConfigError
 from ..exits import ExitCalibration
-from ..manifest import FAMILY_FORMAT, Artifact, BundleManifest
+from ..manifest import FAMILY_FORMAT, MAX_FAMILY_DEPTHS, Artifact, BundleManifest
 from ..provenance import stale_exits
 from ..targets import CompiledModel, Target, get_target, list_targets, load_artifact
 from ..targets.base import FixedFeeds
@@ -44,7 +44,7 @@ logger = logging.getLogger("glonet_edge.runtime")
 
 # What `resources()` reports as the memory layout of the loaded depths.
 PER_DEPTH_LAYOUT = "per-depth graphs"  # one compiled model per depth, each with its own weights
-FAMILY_GRAPH_LAYOUT = "family graph"  # one compiled model that stops at the depth fed, each weight once
+FAMILY_GRAPH_LAYOUT = "family graph"  # one compiled model that stops at the depth fed
 
 
 class Prediction(NamedTuple):
@@ -119,7 +119,7 @@ class Runtime:
         adaptive: `infer` and `infer_anytime` stop each row when it is sure (the segment chain and
         the bundle's exit thresholds for `precision` are loaded).
         share_weights: serve every depth from the family graph (one graph that stops at the depth
-        it is fed, from `glonet export --shared-weights`): about one model's memory for the whole
+        it is fed, from `glonet export --shared-weights`): close to one model's memory for the whole
         family, but each call passes one `If` per shallower depth, so it is slower than the
         depth's own graph (fp32, onnxruntime and openvino; BENCHMARKS.md, "Memory"). Off by
         default for that reason.
@@ -353,7 +353,9 @@ class Runtime:
                 "rss_bytes": _rss_bytes()}
 
     def close(self) -> None:
-        for model in list(self._models.values()) + [m for _, m in (self._chain.segments if self._chain else [])]:
+        # share_weights: the views' close leaves their family graph to the others; closed here.
+        views = [m.model for m in self._models.values() if isinstance(m, FixedFeeds)]
+        for model in list(self._models.values()) + views[:1] + [m for _, m in (self._chain.segments if self._chain else [])]:
             model.close()
         if self.power is not None and hasattr(self.power, "close"):
             self.power.close()
@@ -387,7 +389,7 @@ def _depth_models(bundle: Path, manifest: BundleManifest, engine: Target, precis
 def _family_views(bundle: Path, manifest: BundleManifest, engine: Target, precision: str, verify: bool,
                   options: dict[str, Any]) -> tuple[dict[int, CompiledModel], list[Artifact]]:
     """Every servable depth as a view of one loaded family graph (export/family_graph.py):
-    the engine holds each weight once; and [the family graph's artifact]."""
+    the engine holds each trunk weight once; and [the family graph's artifact]."""
     if not engine.serves_format(FAMILY_FORMAT) or precision != "fp32":
         readers = [n for n in list_targets() if get_target(n).serves_format(FAMILY_FORMAT)]
         raise ConfigError(f"share_weights serves the fp32 family graph on {' or '.join(readers)}; "
@@ -395,11 +397,16 @@ def _family_views(bundle: Path, manifest: BundleManifest, engine: Target, precis
     deepest = max(manifest.depths, key=lambda e: e.depth)
     artifact = deepest.artifact(FAMILY_FORMAT, "fp32")
     if artifact is None:
-        raise ArtifactError(f"bundle {bundle} has no family graph; re-export it with `glonet export --shared-weights`")
+        raise ArtifactError(f"bundle {bundle} has no family graph; re-export it with `glonet export --shared-weights` "
+                            f"and at most {MAX_FAMILY_DEPTHS} depths")
     depth_input, answered = artifact.extra.get("depth_input"), artifact.extra.get("depths", [])
     if not depth_input:  # the multi-output family graph of glonet-edge before the early-stop rewrite
         raise ArtifactError(f"bundle {bundle}'s family graph has no depth input (an older export); re-export it "
                             "with `glonet export --shared-weights`")
+    if engine.family_graph_depths is not None and len(answered) > engine.family_graph_depths:
+        raise ConfigError(f"{engine.name} compiles a family graph of {len(answered)} depths too slowly (about twice as "
+                          f"long per depth, BENCHMARKS.md \"Memory\"); serve share_weights on onnxruntime, or export "
+                          f"at most {engine.family_graph_depths} depths")
     # Through load_artifact like every other artifact: provenance, sha256 of the graph and its weights file
     family = load_artifact(bundle, artifact, engine, verify=verify, holder=deepest, **options)
     # Said once at open: each call passes one If per shallower depth (BENCHMARKS.md, "Memory").

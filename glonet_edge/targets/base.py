@@ -130,6 +130,7 @@ class Target(ABC):
     artifact_format: str = ""  # manifest Artifact.format of what build() makes
     library: str = ""  # import name of the engine library
     extra: str = ""  # pip extra that installs it: pip install glonet-edge[<extra>]
+    family_graph_depths: int | None = None  # most depths of a family graph it loads in reasonable time (None: no limit)
 
     # ---- availability ---------------------------------------------------------------------
     def available(self) -> bool:
