@@ -202,6 +202,8 @@ def family_graph(bundle: Path, manifest: Any, graph_paths: dict[int, Path], tmp:
     weights file; for other bundles the one that export would write, made in `tmp` from copies
     of the graphs sharing one weights file (the layout the runtime serves: with the weights
     inline in its branch graphs, ONNX Runtime holds far more, BENCHMARKS.md "Memory")."""
+    import shutil
+
     from ..export.bundle import FAMILY_WEIGHTS
     from ..export.family_graph import FAMILY_GRAPH, merge_family
     from ..manifest import FAMILY_FORMAT
@@ -211,8 +213,14 @@ def family_graph(bundle: Path, manifest: Any, graph_paths: dict[int, Path], tmp:
         return bundle / art.path, art.total_bytes
     folder = tmp / "family"
     folder.mkdir()
-    path = merge_family(dict(zip(graph_paths, shared_copy(graph_paths, folder))), folder / FAMILY_GRAPH)
-    return path, path.stat().st_size + (folder / FAMILY_WEIGHTS).stat().st_size
+    shared = {c["path"] for d in graph_paths for c in manifest.depth(d).artifact("onnx", "fp32").companions}
+    if shared:  # the graphs already read one weights file: copied with them, they keep pointing at it
+        copies = [Path(shutil.copy(p, folder / p.name)) for p in graph_paths.values()]
+        weights = [Path(shutil.copy(bundle / rel, folder / Path(rel).name)) for rel in shared]
+    else:
+        copies, weights = shared_copy(graph_paths, folder), [folder / FAMILY_WEIGHTS]
+    path = merge_family(dict(zip(graph_paths, copies)), folder / FAMILY_GRAPH)
+    return path, path.stat().st_size + sum(w.stat().st_size for w in weights)
 
 
 def measure_layouts(layouts: dict[str, Layout], engines: list[str], manifest: Any, storage: dict[str, int],

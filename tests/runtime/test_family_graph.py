@@ -259,3 +259,97 @@ def test_bench_memory_measures_the_family_graph_export_writes(fc_served_bundle, 
     exported = BundleManifest.load(shared_bundle_src).depths[-1].artifact(FAMILY_FORMAT, "fp32")
     ops = lambda m: [(g.name, sorted(n.op_type for n in g.node)) for g in _graphs_within(m.graph)]  # noqa: E731
     assert ops(model) == ops(onnx.load(str(shared_bundle_src / exported.path), load_external_data=False))
+
+
+def _chain_graphs(n: int, folder: Path) -> dict[int, Path]:
+    """n depth graphs of a tiny GloNet-shaped chain (block k: MatMul -> Relu, summed; one shared
+    head): what merge_family nests, one If per depth but the deepest."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(size=(4, 4)).astype(np.float32) * 0.3 for _ in range(n + 1)]
+    head = rng.normal(size=(4, 3)).astype(np.float32)
+    graphs = {}
+    for d in range(1, n + 1):
+        nodes, inits, h, acc = [], [numpy_helper.from_array(head, "head.weight")], "x", None
+        for k in range(1, d + 1):
+            inits.append(numpy_helper.from_array(weights[k], f"blocks.{k}.weight"))
+            nodes += [helper.make_node("MatMul", [h, f"blocks.{k}.weight"], [f"mm{k}"], name=f"/b{k}/MatMul"),
+                      helper.make_node("Relu", [f"mm{k}"], [f"h{k}"], name=f"/b{k}/Relu")]
+            h = f"h{k}"
+            if acc is not None:
+                nodes.append(helper.make_node("Add", [acc, h], [f"s{k}"], name=f"/s{k}/Add"))
+            acc = h if acc is None else f"s{k}"
+        nodes.append(helper.make_node("MatMul", [acc, "head.weight"], ["y"], name="/head/MatMul"))
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], initializer=inits)
+        graphs[d] = folder / f"depth_{d:03d}.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(graphs[d]))
+    return graphs
+
+
+def test_a_family_graph_answers_at_most_max_family_depths(tmp_path, caplog):
+    """Each depth but the deepest nests one If (GraphProto -> NodeProto -> AttributeProto ->
+    GraphProto): the protobuf parsers of onnx and ONNX Runtime stop at 100 nested messages
+    (upb's default upb_DecodeOptions_MaxDepth), so 32 depths are the most one graph can hold."""
+    import onnx
+
+    from glonet_edge.export.bundle import _family_graph
+    from glonet_edge.export.family_graph import DEPTH_INPUT, depth_feed, merge_family
+    from glonet_edge.manifest import MAX_FAMILY_DEPTHS
+
+    graphs = _chain_graphs(MAX_FAMILY_DEPTHS, tmp_path)
+    family = merge_family(graphs, tmp_path / "family.onnx")
+    onnx.load(str(family))  # parses at the limit
+    x = np.ones((2, 4), np.float32)
+    from glonet_edge.compare import cpu_session
+    (deepest,) = cpu_session(family, threads=1).run(None, {"x": x, DEPTH_INPUT: depth_feed(MAX_FAMILY_DEPTHS)})
+    (own,) = cpu_session(graphs[MAX_FAMILY_DEPTHS], threads=1).run(None, {"x": x})
+    np.testing.assert_array_equal(deepest, own)
+    one_more = {**graphs, MAX_FAMILY_DEPTHS + 1: tmp_path / "never_read.onnx"}
+    with pytest.raises(ConfigError, match="--depths"):
+        merge_family(one_more, tmp_path / "too_deep.onnx")
+    with caplog.at_level("WARNING"):  # export writes the shared weights but no family graph, and says so
+        assert _family_graph(one_more, x) is None
+    assert "no family graph" in caplog.text and not (tmp_path / "family.fp32.onnx").exists()
+
+
+def test_share_weights_on_openvino_is_refused_beyond_its_compile_limit(shared_bundle, monkeypatch):
+    """OpenVINO's compile time of the nested Ifs about doubles per depth: above
+    family_graph_depths the runtime refuses, naming the engine that serves it."""
+    pytest.importorskip("openvino")
+    from glonet_edge.targets import get_target
+
+    assert get_target("onnxruntime").family_graph_depths is None
+    depths = len(BundleManifest.load(shared_bundle).depths)
+    monkeypatch.setattr(type(get_target("openvino")), "family_graph_depths", depths - 1)
+    with pytest.raises(ConfigError, match="serve share_weights on onnxruntime"):
+        _open(shared_bundle, target="openvino", share_weights=True)
+    monkeypatch.setattr(type(get_target("openvino")), "family_graph_depths", depths)
+    _open(shared_bundle, target="openvino", share_weights=True).close()
+
+
+def test_closing_the_runtime_closes_the_family_graph_once(shared_bundle):
+    rt = _open(shared_bundle, share_weights=True)
+    family = rt._models[rt.depths[0]].model
+    assert all(view.model is family for view in rt._models.values())
+    closed = []
+    family.close = lambda: closed.append(True)  # what the runtime calls on the one loaded model
+    rt.close()
+    assert closed == [True]
+
+
+def test_bench_memory_rebuilds_an_older_family_graph(shared_bundle, tmp_path):
+    """An older export's family graph (an output per depth, no depth input) is not what the
+    runtime serves now: bench memory measures a rebuilt one instead of feeding it a depth."""
+    from glonet_edge.bench.memory import family_graph
+
+    manifest = BundleManifest.load(shared_bundle)
+    deepest = max(manifest.depths, key=lambda e: e.depth)
+    graphs = {e.depth: shared_bundle / e.artifact("onnx", "fp32").path for e in manifest.depths}
+    assert family_graph(shared_bundle, manifest, graphs, tmp_path / "a")[0].parent == (shared_bundle / "onnx")
+    deepest.artifact(FAMILY_FORMAT, "fp32").extra = {"outputs": {str(d): f"y_{d:03d}" for d in graphs}}
+    (tmp_path / "b").mkdir()
+    path, _ = family_graph(shared_bundle, manifest, graphs, tmp_path / "b")
+    assert path.is_relative_to(tmp_path / "b")
