@@ -175,7 +175,7 @@ def bundle_findings(bundle: Path, machine: str) -> List[Finding]:
 
     manifest = BundleManifest.load(bundle)
     targets = [get_target(n) for n in list_targets()]
-    listed = [(holder, a) for _, holder in holders(manifest) for a in holder.artifacts]
+    listed = [(holder, a) for holder in holders(manifest) for a in holder.artifacts]
     kinds = sorted({(a.format, a.precision) for _, a in listed})
     found = []
     for fmt, precision in kinds:
@@ -215,15 +215,13 @@ def artifact_problem(bundle: Path, artifact: Any, machine: str, targets: Sequenc
     and GPU, built from the holder's current graph, files intact). `targets`: every registered
     target, looked up once by the caller for all the bundle's artifacts."""
     from .errors import GlonetError
-    from .manifest import ORT_FORMAT
-    from .provenance import GRAPH_FORMATS, staleness
+    from .provenance import WRITTEN_FORMATS, compile_command, staleness
 
     serving = [t for t in targets if t.serves_format(artifact.format)]
     target = next((t for t in serving if t.name == "onnxruntime"), serving[0] if serving else None)
     if target is None:
         return artifact.path, f"no target serves the {artifact.format!r} format", "upgrade glonet-edge"
-    rebuild = (f"glonet compile {bundle} --target {target.name} --precision {artifact.precision}"
-               if artifact.format not in (*GRAPH_FORMATS, ORT_FORMAT)
+    rebuild = (compile_command(bundle, artifact) if artifact.format not in WRITTEN_FORMATS
                else f"re-run `glonet export` (or `glonet quantize`) for {bundle}")
     try:
         importlib.import_module(target.library)

@@ -47,6 +47,14 @@ FAMILY_FORMAT = "onnx-family"
 # Each depth of a family graph but the deepest nests one If (three protobuf levels) in the
 # previous; onnx and the engines parse at most 100 levels: 32 depths load, 33 do not (measured).
 MAX_FAMILY_DEPTHS = 32
+FAMILY_DEPTH_INPUT = "depth"  # the family graph's second input: the depth to answer (int64 scalar)
+
+
+def family_depth_feed(depth: int) -> Any:
+    """The value of the family graph's FAMILY_DEPTH_INPUT that makes it answer `depth`."""
+    import numpy as np
+
+    return np.array(depth, np.int64)
 # ONNX Runtime's own int8 graph (quantize/flavours.py), quantized from the fp32 graph and served by
 # the onnxruntime target only.
 ORT_FORMAT = "onnxruntime"

@@ -36,6 +36,8 @@ UNKNOWN = "unknown provenance: built by a glonet-edge that did not record its so
 FROM_FP32_FORMATS = (ORT_FORMAT,)
 # ONNX graphs that export writes and that run as they are: their own source.
 GRAPH_FORMATS = ("onnx", FAMILY_FORMAT)
+# Every ONNX graph export or quantize writes into the bundle; the other formats are compiled from them.
+WRITTEN_FORMATS = (*GRAPH_FORMATS, *FROM_FP32_FORMATS)
 
 
 def source_graph(holder: Any, precision: str, fmt: str = "") -> Artifact | None:
@@ -53,7 +55,7 @@ def current_sha(holder: Any, precision: str) -> str | None:
 def built_from(artifact: Artifact) -> str | None:
     """The sha256 of the graph `artifact` runs: itself for an ONNX graph (ONNX Runtime's int8
     flavour included), the recorded source otherwise."""
-    if artifact.format in (*GRAPH_FORMATS, *FROM_FP32_FORMATS):
+    if artifact.format in WRITTEN_FORMATS:
         return artifact.sha256
     return recorded_source(artifact)
 
@@ -80,11 +82,15 @@ def compile_command(bundle: str | Path, artifact: Artifact) -> str:
 class Stale:
     """A compiled artifact that cannot be proven built from its holder's current graph."""
 
-    where: str  # "depth 4" | "segment 1"
     holder: Any  # the DepthEntry / SegmentEntry that lists it
     artifact: Artifact
     reason: str
     provable: bool  # False: unknown provenance (nothing recorded), True: known to be built from another graph
+
+    @property
+    def where(self) -> str:
+        """"depth 4" | "segment 1"."""
+        return holder_name(self.holder)
 
     def message(self, bundle: str | Path) -> str:
         a = self.artifact
@@ -112,18 +118,19 @@ def holder_name(holder: Any) -> str:
     return f"segment {holder.index}" if isinstance(holder, SegmentEntry) else f"depth {holder.depth}"
 
 
-def holders(manifest: BundleManifest) -> Iterator[tuple[str, Any]]:
-    for holder in [*sorted(manifest.depths, key=lambda e: e.depth), *manifest.segments]:
-        yield holder_name(holder), holder
+def holders(manifest: BundleManifest) -> Iterator[Any]:
+    """The manifest's depth entries, shallowest first, then its segment entries."""
+    yield from sorted(manifest.depths, key=lambda e: e.depth)
+    yield from manifest.segments
 
 
 def stale_artifacts(manifest: BundleManifest) -> list[Stale]:
     found = []
-    for where, holder in holders(manifest):
+    for holder in holders(manifest):
         for a in holder.artifacts:
             why = staleness(holder, a)
             if why is not None:
-                found.append(Stale(where, holder, a, *why))
+                found.append(Stale(holder, a, *why))
     return found
 
 
@@ -131,7 +138,7 @@ def check_fresh(bundle: str | Path, holder: Any, artifact: Artifact) -> None:
     """ArtifactError (one line, with the compile command) unless `artifact` is built from the current graph."""
     why = staleness(holder, artifact)
     if why is not None:
-        raise ArtifactError(Stale(holder_name(holder), holder, artifact, *why).message(bundle))
+        raise ArtifactError(Stale(holder, artifact, *why).message(bundle))
 
 
 # ---- results measured on a graph ---------------------------------------------------------------

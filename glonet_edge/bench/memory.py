@@ -78,11 +78,12 @@ def ov_calls(paths):
 spec = json.loads(sys.argv[1])
 __import__(spec["engine"])  # the library itself is not what a layout costs
 import glonet_edge.compare  # noqa: F401  nor is our module that opens the sessions
+from glonet_edge.manifest import family_depth_feed
 before = rss_bytes()
 call, inputs = (ort_calls if spec["engine"] == "onnxruntime" else ov_calls)(spec["paths"])
 x = np.zeros([1] + spec["shape"], np.float32)
 def depth(d):  # the family graph's second input; nothing for the other layouts
-    return {spec["depth_input"]: np.array(d, np.int64)} if spec["depth_input"] and d is not None else {}
+    return {spec["depth_input"]: family_depth_feed(d)} if spec["depth_input"] and d is not None else {}
 feeds = {spec["input"]: x, **depth(max([d for _, d in spec["timed"] if d is not None], default=None))}
 for i in range(len(spec["paths"])):  # each once: arenas and kernels allocated, as in serving
     outs = call(i, feeds)
@@ -169,8 +170,7 @@ def layouts_of(bundle: Path, graph_paths: dict[int, Path], segment_paths: list[P
                manifest: Any, tmp: Path) -> dict[str, Layout]:
     """The layouts to load, in the order measured; extra files (a shared-weights copy, the
     family graph when the bundle has none, the baseline's identity graph) go to `tmp`."""
-    from ..export.family_graph import DEPTH_INPUT
-    from ..manifest import MAX_FAMILY_DEPTHS
+    from ..manifest import FAMILY_DEPTH_INPUT, MAX_FAMILY_DEPTHS
 
     shallow, deepest = min(graph_paths), max(graph_paths)
     files = list(graph_paths.values())
@@ -185,7 +185,7 @@ def layouts_of(bundle: Path, graph_paths: dict[int, Path], segment_paths: list[P
     if len(graph_paths) <= MAX_FAMILY_DEPTHS:  # deeper families have no family graph (manifest.MAX_FAMILY_DEPTHS)
         family, family_bytes = family_graph(bundle, manifest, graph_paths, tmp)
         layouts["family graph (one graph, stops at the depth fed)"] = Layout(
-            [family], family_bytes, timed=[(0, shallow), (0, deepest)], depth_input=DEPTH_INPUT)
+            [family], family_bytes, timed=[(0, shallow), (0, deepest)], depth_input=FAMILY_DEPTH_INPUT)
     if segment_paths:
         layouts["segment chain"] = Layout(segment_paths, storage["segments_bytes"], chain=True)
     layouts[f"full graph (depth {deepest})"] = Layout([graph_paths[deepest]], storage["full_graph_bytes"],
@@ -204,7 +204,7 @@ def family_graph(bundle: Path, manifest: Any, graph_paths: dict[int, Path], tmp:
     inline in its branch graphs, ONNX Runtime holds far more, BENCHMARKS.md "Memory")."""
     import shutil
 
-    from ..export.bundle import FAMILY_WEIGHTS
+    from ..export.bundle import share_weights
     from ..export.family_graph import FAMILY_GRAPH, merge_family
     from ..manifest import FAMILY_FORMAT
 
@@ -213,12 +213,11 @@ def family_graph(bundle: Path, manifest: Any, graph_paths: dict[int, Path], tmp:
         return bundle / art.path, art.total_bytes
     folder = tmp / "family"
     folder.mkdir()
+    copies = [Path(shutil.copy(p, folder / p.name)) for p in graph_paths.values()]
     shared = {c["path"] for d in graph_paths for c in manifest.depth(d).artifact("onnx", "fp32").companions}
-    if shared:  # the graphs already read one weights file: copied with them, they keep pointing at it
-        copies = [Path(shutil.copy(p, folder / p.name)) for p in graph_paths.values()]
-        weights = [Path(shutil.copy(bundle / rel, folder / Path(rel).name)) for rel in shared]
-    else:
-        copies, weights = shared_copy(graph_paths, folder), [folder / FAMILY_WEIGHTS]
+    # Graphs that already read one weights file keep pointing at it, copied next to them.
+    weights = ([Path(shutil.copy(bundle / rel, folder / Path(rel).name)) for rel in shared] if shared
+               else [share_weights(copies)])
     path = merge_family(dict(zip(graph_paths, copies)), folder / FAMILY_GRAPH)
     return path, path.stat().st_size + sum(w.stat().st_size for w in weights)
 

@@ -34,13 +34,13 @@ from ..data import score
 from ..errors import ConfigError
 from ..exit_calibration import calibrate_bundle
 from ..fileio import atomic_write_json, staged_directory
-from ..manifest import (FAMILY_FORMAT, MANIFEST_NAME, MAX_FAMILY_DEPTHS, Artifact, BundleManifest, DepthEntry,
-                        SegmentEntry)
+from ..manifest import (FAMILY_DEPTH_INPUT, FAMILY_FORMAT, MANIFEST_NAME, MAX_FAMILY_DEPTHS, Artifact, BundleManifest,
+                        DepthEntry, SegmentEntry)
 from ..progress import progress_bar
 from ..provenance import current_sha, metrics_key, stamp
 from ..train.models.base import DepthModel, params_and_macs, segment_macs
 from . import onnx_export
-from .family_graph import DEPTH_INPUT, FAMILY_GRAPH, check_family_graph, merge_family
+from .family_graph import FAMILY_GRAPH, check_family_graph, merge_family
 from .select import DEFAULT_STEP, resolve_depths
 from .source import ExportSource, from_model, from_run
 from .verify import FamilyCheck, verify_family
@@ -158,8 +158,8 @@ def _write_manifest(stage: Path, src: ExportSource, opset: int, cost: dict[int, 
     for entry in manifest.depths:  # the scores belong to these graphs (provenance.py)
         stamp(entry, metrics_key("fp32"), current_sha(entry, "fp32"))
     if family is not None:  # recorded on the deepest depth: the family graph answers it and every depth below
-        manifest.depths[-1].set_artifact(Artifact.from_file(stage, family, FAMILY_FORMAT, "fp32",
-                                                            extra={"depth_input": DEPTH_INPUT, "depths": sorted(graphs)},
+        extra = {"depth_input": FAMILY_DEPTH_INPUT, "depths": sorted(graphs)}
+        manifest.depths[-1].set_artifact(Artifact.from_file(stage, family, FAMILY_FORMAT, "fp32", extra=extra,
                                                             companions=companions))
     exits = calibrate_bundle(stage, manifest, "fp32", src.x_val, src.y_val)
     manifest.save(stage)

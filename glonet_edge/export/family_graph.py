@@ -29,22 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..manifest import MAX_FAMILY_DEPTHS
+from ..manifest import FAMILY_DEPTH_INPUT, MAX_FAMILY_DEPTHS, family_depth_feed
 
 FAMILY_GRAPH = "family.fp32.onnx"
-DEPTH_INPUT = "depth"  # the family graph's second input: the depth to answer (int64 scalar)
 
 
 def _depth_output(depth: int) -> str:
     """The merged graph's output name for one depth (before the early-stop rewrite)."""
     return f"y_{depth:03d}"
 
-
-def depth_feed(depth: int) -> Any:
-    """The value of the family graph's DEPTH_INPUT that makes it answer `depth`."""
-    import numpy as np
-
-    return np.array(depth, np.int64)
 
 
 def _initializer_key(tensor: Any) -> tuple:
@@ -193,10 +186,10 @@ class _EarlyStop:
         then = self._graph(head + [helper.make_node("Identity", [self.outputs[i]], [f"then_{depth}"])],
                            f"then_{depth}", f"then_{depth}", held)
         other = self.level(i + 1, f"else_{depth}", frozenset(held))
-        stop = [helper.make_node("LessOrEqual", [DEPTH_INPUT, f"depth_{depth}"], [f"stop_{depth}"]),
+        stop = [helper.make_node("LessOrEqual", [FAMILY_DEPTH_INPUT, f"depth_{depth}"], [f"stop_{depth}"]),
                 helper.make_node("If", [f"stop_{depth}"], [answer], then_branch=then, else_branch=other)]
         return self._graph(trunk + stop, answer, answer, outer,
-                           [numpy_helper.from_array(depth_feed(depth), f"depth_{depth}")])
+                           [numpy_helper.from_array(family_depth_feed(depth), f"depth_{depth}")])
 
 
 def _stop_early(merged: Any, answer: str) -> Any:
@@ -204,7 +197,7 @@ def _stop_early(merged: Any, answer: str) -> Any:
 
     body = _EarlyStop(merged).level(0, answer)
     graph = helper.make_graph(list(body.node), "glonet_family", [*merged.graph.input,
-                              helper.make_tensor_value_info(DEPTH_INPUT, TensorProto.INT64, [])],
+                              helper.make_tensor_value_info(FAMILY_DEPTH_INPUT, TensorProto.INT64, [])],
                               list(body.output), initializer=list(body.initializer))
     return helper.make_model(graph, opset_imports=list(merged.opset_import), ir_version=merged.ir_version)
 
@@ -223,9 +216,9 @@ def check_family_graph(path: Path, graphs: dict[int, Path], x: Any, tolerance: f
 
     for optimize in (False, True):
         family = cpu_session(path, threads=1, optimize=optimize)
-        name = next(i.name for i in family.get_inputs() if i.name != DEPTH_INPUT)
+        name = next(i.name for i in family.get_inputs() if i.name != FAMILY_DEPTH_INPUT)
         for depth, graph in sorted(graphs.items()):
-            (answer,) = family.run(None, {name: x, DEPTH_INPUT: depth_feed(depth)})
+            (answer,) = family.run(None, {name: x, FAMILY_DEPTH_INPUT: family_depth_feed(depth)})
             (own,) = cpu_session(graph, threads=1, optimize=optimize).run(None, {name: x})
             err = max_abs_error(answer, own)
             limit = tolerance * max(1.0, float(np.abs(own).max())) if optimize else 0.0

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import ArtifactError, ConfigError
 from ..exits import ExitCalibration
-from ..manifest import FAMILY_FORMAT, MAX_FAMILY_DEPTHS, Artifact, BundleManifest
+from ..manifest import FAMILY_FORMAT, MAX_FAMILY_DEPTHS, Artifact, BundleManifest, family_depth_feed
 from ..provenance import stale_exits
 from ..targets import CompiledModel, Target, get_target, list_targets, load_artifact
 from ..targets.base import FixedFeeds
@@ -75,12 +75,13 @@ class Runtime:
                  models: dict[int, CompiledModel], segments: list[tuple[int, CompiledModel]],
                  segment_precision: str | None, policy: DepthPolicy, power: PowerSource | None,
                  poll_interval_s: float, exits: ExitCalibration | None = None,
-                 layout: str = PER_DEPTH_LAYOUT, *, artifacts: Sequence[Artifact],
+                 layout: str = PER_DEPTH_LAYOUT, *, loaded: Sequence[tuple[Artifact, CompiledModel]],
                  segment_artifacts: Sequence[Artifact]) -> None:
         self.bundle = bundle
         self.layout = layout
-        # What open loaded the models and segments from: resources() sizes them without looking them up again.
-        self._artifacts = list(artifacts)
+        # What open loaded, model by model, and from which artifact: a model per depth, or one family
+        # graph under every depth's view. resources() sizes them, close() closes them.
+        self._loaded = list(loaded)
         self._segment_artifacts = list(segment_artifacts)
         self.manifest = manifest
         self.target = target
@@ -133,9 +134,11 @@ class Runtime:
         if device is not None:
             options["device"] = engine.check_device(device)
 
-        models, artifacts = (_family_views(bundle, manifest, engine, precision, verify, options) if share_weights
-                             else _depth_models(bundle, manifest, engine, precision, verify, options))
+        models, loaded = (_family_views(bundle, manifest, engine, precision, verify, options) if share_weights
+                          else _depth_models(bundle, manifest, engine, precision, verify, options))
         if not models:
+            for _, model in loaded:  # a family graph none of whose depths is servable
+                model.close()
             raise ArtifactError(
                 f"bundle {bundle} has no {engine.artifact_format!r} {precision} artifacts for target {target!r}; "
                 + ("run `glonet quantize` first" if precision == "int8" and engine.name == "onnxruntime"
@@ -162,7 +165,7 @@ class Runtime:
         exits = _exit_thresholds(bundle, manifest, precision, segment_precision) if adaptive else None
         rt = cls(bundle, manifest, target, precision, models, segments, segment_precision, depth_policy, source,
                  poll_interval_s, exits, FAMILY_GRAPH_LAYOUT if share_weights else PER_DEPTH_LAYOUT,
-                 artifacts=artifacts, segment_artifacts=segment_artifacts)
+                 loaded=loaded, segment_artifacts=segment_artifacts)
         rt.precision_reason = precision_reason
         if warmup:
             rt._warmup()
@@ -344,18 +347,15 @@ class Runtime:
     # ---- introspection -------------------------------------------------------------------------
     def resources(self) -> dict[str, Any]:
         """What the loaded family holds: its memory layout, models, bytes of their artifacts, process RSS."""
-        family = self.layout == FAMILY_GRAPH_LAYOUT
         return {"target": self.target, "precision": self.precision, "memory_layout": self.layout,
-                "depths_loaded": len(self._models), "depth_models": 1 if family else len(self._models),
+                "depths_loaded": len(self._models), "depth_models": len(self._loaded),
                 "segments_loaded": len(self._chain.segments) if self._chain is not None else 0,
-                "artifact_bytes": sum(a.total_bytes for a in self._artifacts),
+                "artifact_bytes": sum(a.total_bytes for a, _ in self._loaded),
                 "segment_bytes": sum(a.total_bytes for a in self._segment_artifacts),
                 "rss_bytes": _rss_bytes()}
 
     def close(self) -> None:
-        # share_weights: the views' close leaves their family graph to the others; closed here.
-        views = [m.model for m in self._models.values() if isinstance(m, FixedFeeds)]
-        for model in list(self._models.values()) + views[:1] + [m for _, m in (self._chain.segments if self._chain else [])]:
+        for _, model in self._loaded + (self._chain.segments if self._chain else []):
             model.close()
         if self.power is not None and hasattr(self.power, "close"):
             self.power.close()
@@ -373,23 +373,23 @@ class Runtime:
 
 
 def _depth_models(bundle: Path, manifest: BundleManifest, engine: Target, precision: str, verify: bool,
-                  options: dict[str, Any]) -> tuple[dict[int, CompiledModel], list[Artifact]]:
-    """One compiled model per servable depth, from that depth's own artifact; and those artifacts."""
+                  options: dict[str, Any]) -> tuple[dict[int, CompiledModel], list[tuple[Artifact, CompiledModel]]]:
+    """One compiled model per servable depth, from that depth's own artifact; and (artifact, model) pairs."""
     models: dict[int, CompiledModel] = {}
-    artifacts = []
+    loaded = []
     for entry in manifest.depths:
         artifact = engine.serving_artifact(entry, precision)
         if artifact is None or precision in entry.rejected:
             continue
         models[entry.depth] = load_artifact(bundle, artifact, engine, verify=verify, holder=entry, **options)
-        artifacts.append(artifact)
-    return models, artifacts
+        loaded.append((artifact, models[entry.depth]))
+    return models, loaded
 
 
 def _family_views(bundle: Path, manifest: BundleManifest, engine: Target, precision: str, verify: bool,
-                  options: dict[str, Any]) -> tuple[dict[int, CompiledModel], list[Artifact]]:
+                  options: dict[str, Any]) -> tuple[dict[int, CompiledModel], list[tuple[Artifact, CompiledModel]]]:
     """Every servable depth as a view of one loaded family graph (export/family_graph.py):
-    the engine holds each trunk weight once; and [the family graph's artifact]."""
+    the engine holds each trunk weight once; and [(the family graph's artifact, its model)]."""
     if not engine.serves_format(FAMILY_FORMAT) or precision != "fp32":
         readers = [n for n in list_targets() if get_target(n).serves_format(FAMILY_FORMAT)]
         raise ConfigError(f"share_weights serves the fp32 family graph on {' or '.join(readers)}; "
@@ -411,9 +411,9 @@ def _family_views(bundle: Path, manifest: BundleManifest, engine: Target, precis
     family = load_artifact(bundle, artifact, engine, verify=verify, holder=deepest, **options)
     # Said once at open: each call passes one If per shallower depth (BENCHMARKS.md, "Memory").
     logger.info("share_weights: every depth of %s is served by one early-stopping family graph", bundle)
-    views = {e.depth: FixedFeeds(family, {depth_input: np.array(e.depth, np.int64)}) for e in manifest.depths
+    views = {e.depth: FixedFeeds(family, {depth_input: family_depth_feed(e.depth)}) for e in manifest.depths
              if e.depth in answered and "fp32" not in e.rejected}
-    return views, [artifact]
+    return views, [(artifact, family)]
 
 
 def _segment_models(bundle: Path, manifest: BundleManifest, engine: Target, precision: str, verify: bool,

@@ -296,15 +296,16 @@ def test_a_family_graph_answers_at_most_max_family_depths(tmp_path, caplog):
     import onnx
 
     from glonet_edge.export.bundle import _family_graph
-    from glonet_edge.export.family_graph import DEPTH_INPUT, depth_feed, merge_family
-    from glonet_edge.manifest import MAX_FAMILY_DEPTHS
+    from glonet_edge.export.family_graph import merge_family
+    from glonet_edge.manifest import FAMILY_DEPTH_INPUT, MAX_FAMILY_DEPTHS, family_depth_feed
 
     graphs = _chain_graphs(MAX_FAMILY_DEPTHS, tmp_path)
     family = merge_family(graphs, tmp_path / "family.onnx")
     onnx.load(str(family))  # parses at the limit
     x = np.ones((2, 4), np.float32)
     from glonet_edge.compare import cpu_session
-    (deepest,) = cpu_session(family, threads=1).run(None, {"x": x, DEPTH_INPUT: depth_feed(MAX_FAMILY_DEPTHS)})
+    feeds = {"x": x, FAMILY_DEPTH_INPUT: family_depth_feed(MAX_FAMILY_DEPTHS)}
+    (deepest,) = cpu_session(family, threads=1).run(None, feeds)
     (own,) = cpu_session(graphs[MAX_FAMILY_DEPTHS], threads=1).run(None, {"x": x})
     np.testing.assert_array_equal(deepest, own)
     one_more = {**graphs, MAX_FAMILY_DEPTHS + 1: tmp_path / "never_read.onnx"}

@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from glonet_edge.bench.memory import family_graph
-from glonet_edge.export.family_graph import DEPTH_INPUT, depth_feed
+from glonet_edge.manifest import FAMILY_DEPTH_INPUT, family_depth_feed
 from glonet_edge.manifest import BundleManifest
 
 LEVELS = ("ORT_ENABLE_ALL", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_BASIC")
@@ -57,7 +57,7 @@ def main() -> None:
             whole = session(family, level)
             for d in depths:
                 own = p50_us(session(graphs[d], level), {manifest.input_name: x}, calls)
-                fed = p50_us(whole, {manifest.input_name: x, DEPTH_INPUT: depth_feed(d)}, calls)
+                fed = p50_us(whole, {manifest.input_name: x, FAMILY_DEPTH_INPUT: family_depth_feed(d)}, calls)
                 print(f"{level} depth {d}: truncated graph {own:.1f} us, family graph {fed:.1f} us, "
                       f"ratio {fed / own:.3f}", flush=True)
 
