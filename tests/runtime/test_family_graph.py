@@ -293,7 +293,8 @@ def test_a_family_graph_answers_at_most_max_family_depths(tmp_path, caplog):
     """Each depth but the deepest nests one If (GraphProto -> NodeProto -> AttributeProto ->
     GraphProto): the protobuf parsers of onnx and ONNX Runtime stop at 100 nested messages
     (upb's default upb_DecodeOptions_MaxDepth), so 32 depths are the most one graph can hold."""
-    import onnx
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("torch")  # export.bundle: the build side, absent from a serving-only install
 
     from glonet_edge.export.bundle import _family_graph
     from glonet_edge.export.family_graph import merge_family
